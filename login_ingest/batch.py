@@ -1,0 +1,134 @@
+"""Delivery semantics: validate every record of an SQS batch, store the valid ones in one
+write, and report exactly the failed messages back to SQS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from login_ingest.parsing import Reason, RecordRejected, parse_login, sent_date
+from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore
+from login_ingest.telemetry import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from login_ingest.masking import Masker
+
+
+class LoginBatchProcessor(BatchProcessor):
+    """A Powertools SQS batch processor whose records are written together, after all of them
+    are validated, instead of one by one inside the record handler."""
+
+    def __init__(self, store: LoginStore, masker: Callable[[], Masker]) -> None:
+        # Every record failing is reported as a full list of failures, not raised: the
+        # response then shows which messages failed and why the batch came back.
+        super().__init__(EventType.SQS, raise_on_entire_batch_failure=False)
+        self._store = store
+        self._load_masker = masker
+        self._masker: Masker | None = None
+        self._valid: list[tuple[SQSRecord, LoginRow]] = []
+        self._stored = 0
+        self._duplicates = 0
+
+    def handle(
+        self, event: dict[str, Any], context: LambdaContext | None
+    ) -> PartialItemFailureResponse:
+        """Process one Lambda SQS event; the return value is Lambda's partial batch response."""
+        return process_partial_response(event, self._to_row, self, context)
+
+    def _prepare(self) -> None:
+        super()._prepare()  # type: ignore[no-untyped-call]
+        self._valid.clear()
+        self._stored = self._duplicates = 0
+        # Loaded per batch so that a rotated key is picked up; cached by the config layer.
+        # A failure here fails the whole invocation, before any record is judged.
+        self._masker = self._load_masker()
+
+    def _to_row(self, record: SQSRecord) -> LoginRow:
+        assert self._masker is not None
+        login = parse_login(record.body)
+        return LoginRow(
+            message_id=record.message_id,
+            user_id=login.user_id,
+            device_type=login.device_type,
+            masked_ip=None if login.ip is None else self._masker.mask_ip(login.ip),
+            masked_device_id=(
+                None if login.device_id is None else self._masker.mask_device_id(login.device_id)
+            ),
+            locale=login.locale,
+            app_version=login.app_version,
+            create_date=login.create_date or sent_date(record.attributes.sent_timestamp),
+        )
+
+    def success_handler(self, record: dict[str, Any], result: LoginRow) -> tuple[str, Any, Any]:
+        # Valid is not yet stored: the verdict comes after the one write. Powertools hands
+        # this method the raw record, and failure_handler its data class.
+        self._valid.append((SQSRecord(record), result))
+        return ("success", result, record)
+
+    def failure_handler(self, record: SQSRecord, exception: Any) -> tuple[str, Any, Any]:
+        error = exception[1]
+        if isinstance(error, RecordRejected):
+            self._reject(record, error.reason)
+        else:
+            # A bug, not bad input. Only the class is logged: its message may quote the body.
+            self._reject(record, Reason.INTERNAL_ERROR, error=type(error).__name__)
+        return ("fail", exception[0].__name__, record)
+
+    def _reject(self, record: SQSRecord, reason: Reason, **detail: str) -> None:
+        self.fail_messages.append(record)
+        self.exceptions.append((RecordRejected, RecordRejected(reason), None))
+        logger.warning(
+            "record rejected",
+            extra={
+                "message_id": record.message_id,
+                "reason": reason.value,
+                "receive_count": (record.get("attributes") or {}).get("ApproximateReceiveCount"),
+                **detail,
+            },
+        )
+
+    def __exit__(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        if exception_type is None:
+            self._write_valid()
+        super().__exit__(exception_type, exception_value, traceback)  # type: ignore[no-untyped-call]
+
+    def _clean(self) -> None:
+        super()._clean()  # type: ignore[no-untyped-call]
+        logger.info(
+            "batch processed",
+            extra={
+                "received": len(self.records),
+                "stored": self._stored,
+                "duplicates": self._duplicates,
+                "failed": len(self.fail_messages),
+            },
+        )
+
+    def _write_valid(self) -> None:
+        rows = [row for _, row in self._valid]
+        try:
+            result = self._store.store(rows)
+        except DatabaseUnavailable as error:
+            logger.error(
+                "database unavailable; the whole batch is left for SQS to redeliver",
+                extra={"received": len(self.records), "error": str(error)},
+            )
+            raise
+        for record, row in self._valid:
+            if row.message_id in result.rejected:
+                self._reject(record, Reason.REJECTED_BY_DATABASE,
+                             error=result.rejected[row.message_id])
+            else:
+                self.success_messages.append(record)
+        self._stored = len(result.inserted)
+        self._duplicates = len(self.success_messages) - self._stored

@@ -1,0 +1,207 @@
+"""Parse, validate and normalise one SQS message body into a login event, or reject it."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from login_ingest.app_version import encode_app_version
+
+# Column widths of user_logins; varchar(n) counts characters, as len() does.
+USER_ID_MAX = 128
+DEVICE_TYPE_MAX = 32
+LOCALE_MAX = 32
+# Inputs that are only hashed have no column, but an unbounded one is not a login.
+DEVICE_ID_MAX = 256
+
+
+class Reason(StrEnum):
+    """Why a record was rejected; the only detail about a bad record that is ever logged."""
+
+    NOT_JSON = "not_json"
+    NOT_AN_OBJECT = "not_an_object"
+    DUPLICATE_KEY = "duplicate_key"
+    MISSING_USER_ID = "missing_user_id"
+    INVALID_USER_ID = "invalid_user_id"
+    INVALID_DEVICE_TYPE = "invalid_device_type"
+    INVALID_LOCALE = "invalid_locale"
+    INVALID_IP = "invalid_ip"
+    INVALID_DEVICE_ID = "invalid_device_id"
+    INVALID_APP_VERSION = "invalid_app_version"
+    INVALID_CREATE_DATE = "invalid_create_date"
+    INVALID_SENT_TIMESTAMP = "invalid_sent_timestamp"
+    REJECTED_BY_DATABASE = "rejected_by_database"
+    INTERNAL_ERROR = "internal_error"
+
+
+class RecordRejected(Exception):
+    """A record that can never be stored as it is. Its message says only the reason code."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class LoginEvent:
+    """A validated login, normalised but not yet masked."""
+
+    user_id: str
+    device_type: str | None
+    ip: str | None
+    device_id: str | None
+    locale: str | None
+    app_version: int | None
+    create_date: date | None
+
+
+class _JsonFloat(float):
+    """A JSON number with a fraction, keeping its literal text ("2.30" is not "2.3")."""
+
+    __slots__ = ("text",)
+    text: str
+
+
+def _json_float(text: str) -> _JsonFloat:
+    number = _JsonFloat(text)
+    number.text = text
+    return number
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+_decoder = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_float=_json_float, parse_constant=_refuse_constant
+)
+
+
+def parse_login(body: str) -> LoginEvent:
+    """Return the login in `body`, or raise RecordRejected with the first reason found.
+
+    Missing and null fields become None; unknown fields are ignored; a field that is present
+    but wrong is rejected, never altered beyond trimming surrounding whitespace.
+    """
+    try:
+        obj = _decoder.decode(body)
+    except _DuplicateKey:
+        raise RecordRejected(Reason.DUPLICATE_KEY) from None
+    except (ValueError, RecursionError):
+        raise RecordRejected(Reason.NOT_JSON) from None
+    if not isinstance(obj, dict):
+        raise RecordRejected(Reason.NOT_AN_OBJECT)
+
+    if obj.get("user_id") is None:
+        raise RecordRejected(Reason.MISSING_USER_ID)
+    return LoginEvent(
+        user_id=_text(obj["user_id"], USER_ID_MAX, Reason.INVALID_USER_ID),
+        device_type=_optional_text(obj, "device_type", DEVICE_TYPE_MAX, Reason.INVALID_DEVICE_TYPE),
+        ip=_ip(obj.get("ip")),
+        device_id=_optional_text(obj, "device_id", DEVICE_ID_MAX, Reason.INVALID_DEVICE_ID),
+        locale=_optional_text(obj, "locale", LOCALE_MAX, Reason.INVALID_LOCALE),
+        app_version=_app_version(obj.get("app_version")),
+        create_date=_create_date(obj.get("create_date")),
+    )
+
+
+def _text(value: object, max_length: int, reason: Reason) -> str:
+    """A non-empty string without NUL that Postgres can store, trimmed, within `max_length`."""
+    if not isinstance(value, str):
+        raise RecordRejected(reason)
+    text = value.strip()
+    if not text or len(text) > max_length or "\x00" in text or not _is_utf8(text):
+        raise RecordRejected(reason)
+    return text
+
+
+def _is_utf8(text: str) -> bool:
+    # Lone surrogates ("\ud800" in JSON) decode into str but cannot be encoded for Postgres.
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _optional_text(obj: dict[str, Any], field: str, max_length: int, reason: Reason) -> str | None:
+    value = obj.get(field)
+    if value is None:
+        return None
+    return _text(value, max_length, reason)
+
+
+def _ip(value: object) -> str | None:
+    """The canonical text of an IPv4 or IPv6 address; IPv4-mapped IPv6 becomes plain IPv4."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RecordRejected(Reason.INVALID_IP)
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise RecordRejected(Reason.INVALID_IP) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _app_version(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise RecordRejected(Reason.INVALID_APP_VERSION)
+    if isinstance(value, _JsonFloat):
+        text = value.text
+    elif isinstance(value, (str, int)):
+        text = str(value)
+    else:
+        raise RecordRejected(Reason.INVALID_APP_VERSION)
+    encoded = encode_app_version(text) if len(text) <= 32 else None
+    if encoded is None:
+        raise RecordRejected(Reason.INVALID_APP_VERSION)
+    return encoded
+
+
+def _create_date(value: object) -> date | None:
+    """An ISO date, or an ISO datetime converted to its UTC date (no offset means UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise RecordRejected(Reason.INVALID_CREATE_DATE)
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            return moment.date()
+        return moment.astimezone(UTC).date()
+    except (ValueError, OverflowError):
+        raise RecordRejected(Reason.INVALID_CREATE_DATE) from None
+
+
+def sent_date(sent_timestamp: str | None) -> date:
+    """The UTC date of SQS's SentTimestamp attribute (milliseconds since the epoch)."""
+    try:
+        millis = int(sent_timestamp)  # type: ignore[arg-type]
+        return datetime.fromtimestamp(millis / 1000, tz=UTC).date()
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise RecordRejected(Reason.INVALID_SENT_TIMESTAMP) from None

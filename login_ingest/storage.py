@@ -1,0 +1,151 @@
+"""Postgres access: a lazily opened, reused connection and an idempotent bulk insert."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from login_ingest.telemetry import logger
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+class LoginRow(NamedTuple):
+    """One row of user_logins, in the INSERT's column order."""
+
+    message_id: str
+    user_id: str
+    device_type: str | None
+    masked_ip: str | None
+    masked_device_id: str | None
+    locale: str | None
+    app_version: int | None
+    create_date: datetime.date
+
+
+_INSERT = (
+    "INSERT INTO user_logins (message_id, user_id, device_type, masked_ip, masked_device_id,"
+    " locale, app_version, create_date) VALUES %s"
+    " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+)
+
+# Errors caused by one row's values: worth isolating the row. Anything else is about the
+# server or the connection and fails the whole batch.
+_ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, ValueError)
+_CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not take the batch; nothing of it may be acknowledged."""
+
+
+@dataclass
+class StoreResult:
+    """What became of each row: inserted now, already there (a redelivery), or refused."""
+
+    inserted: set[str] = field(default_factory=set)
+    rejected: dict[str, str] = field(default_factory=dict)  # message_id -> SQLSTATE or error class
+
+
+class LoginStore:
+    """Writes login rows; opens its connection on first use and keeps it across invocations."""
+
+    def __init__(self, dsn: Callable[[], str], connect_timeout: int = 5,
+                 statement_timeout_ms: int = 10_000) -> None:
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._statement_timeout_ms = statement_timeout_ms
+        self._connection: psycopg2.extensions.connection | None = None
+
+    def store(self, rows: Sequence[LoginRow]) -> StoreResult:
+        """Insert `rows` in one statement, skipping message_ids already stored.
+
+        A row the database refuses is isolated by bisection and reported in `rejected`;
+        the rest are stored. Raises DatabaseUnavailable when the server cannot be used.
+        """
+        if not rows:
+            return StoreResult()
+        reused = self._connection is not None and not self._connection.closed
+        try:
+            return self._store_isolating(self._connect(), rows)
+        except _CONNECTION_ERRORS as error:
+            self.close()
+            if not reused:
+                raise DatabaseUnavailable(_describe(error)) from error
+            # A kept connection can die unseen while the instance is frozen or the server
+            # restarts. One retry on a new connection is safe: the insert is idempotent.
+            logger.warning("reconnecting after stale connection", extra={"error": _describe(error)})
+        try:
+            return self._store_isolating(self._connect(), rows)
+        except _CONNECTION_ERRORS as error:
+            self.close()
+            raise DatabaseUnavailable(_describe(error)) from error
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        if self._connection is None or self._connection.closed:
+            try:
+                dsn = self._dsn()
+            except Exception as error:
+                raise DatabaseUnavailable(f"cannot resolve database settings: {error}") from error
+            connection = psycopg2.connect(
+                dsn,
+                connect_timeout=self._connect_timeout,
+                options=f"-c statement_timeout={self._statement_timeout_ms}",
+                application_name="login-ingest",
+            )
+            # Each INSERT commits by itself: one round trip per batch, no transaction left open.
+            connection.autocommit = True
+            self._connection = connection
+        return self._connection
+
+    def _store_isolating(self, connection: psycopg2.extensions.connection,
+                         rows: Sequence[LoginRow]) -> StoreResult:
+        result = StoreResult()
+        pending = [rows]
+        while pending:
+            chunk = pending.pop()
+            try:
+                result.inserted.update(_insert(connection, chunk))
+            except _ROW_ERRORS as error:
+                if len(chunk) == 1:
+                    result.rejected[chunk[0].message_id] = _describe(error)
+                else:
+                    middle = len(chunk) // 2
+                    pending += [chunk[middle:], chunk[:middle]]
+        return result
+
+
+def _insert(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]) -> list[str]:
+    with connection.cursor() as cursor:
+        inserted = execute_values(cursor, _INSERT, rows, page_size=len(rows), fetch=True)
+    return [message_id for (message_id,) in inserted]
+
+
+def _describe(error: BaseException) -> str:
+    """Error class and SQLSTATE only: server messages can quote the offending value."""
+    code = getattr(error, "pgcode", None)
+    return f"{type(error).__name__}({code})" if code else type(error).__name__
+
+
+def apply_schema(dsn: str, schema_dir: Path = SCHEMA_DIR) -> list[str]:
+    """Run every sql/NNN_*.sql file in name order; each is idempotent. Returns their names."""
+    files = sorted(schema_dir.glob("*.sql"))
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        for path in files:
+            cursor.execute(path.read_text())
+    connection.close()
+    return [path.name for path in files]
