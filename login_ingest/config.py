@@ -24,7 +24,7 @@ class Settings:
     db_secret_id: str | None = None
     db_host: str | None = None
     db_name: str | None = None
-    db_sslmode: str = "verify-full"
+    db_sslmode: str = "require"
     db_sslrootcert: str | None = None
     db_connect_timeout: int = 5
     db_statement_timeout_ms: int = 10_000
