@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_VERSION = re.compile(r"[vV]?(\d{1,3})(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?")
+_VERSION = re.compile(r"[vV]?([0-9]{1,3})(?:\.([0-9]{1,3}))?(?:\.([0-9]{1,3}))?")
 
 
 def encode_app_version(text: str) -> int | None:

@@ -19,7 +19,6 @@ from login_ingest.telemetry import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from login_ingest.masking import Masker
 
@@ -39,10 +38,11 @@ class LoginBatchProcessor(BatchProcessor):
         self._stored = 0
         self._duplicates = 0
 
-    def handle(
-        self, event: dict[str, Any], context: LambdaContext | None
-    ) -> PartialItemFailureResponse:
-        """Process one Lambda SQS event; the return value is Lambda's partial batch response."""
+    def handle(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+        """Process one Lambda SQS event and return Lambda's partial batch response.
+
+        `context` is Lambda's context object, or any object with the same attributes.
+        """
         return process_partial_response(event, self._to_row, self, context)
 
     def _prepare(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -17,6 +18,8 @@ DEVICE_TYPE_MAX = 32
 LOCALE_MAX = 32
 # Inputs that are only hashed have no column, but an unbounded one is not a login.
 DEVICE_ID_MAX = 256
+
+_MILLIS = re.compile(r"[0-9]{1,15}")
 
 
 class Reason(StrEnum):
@@ -152,7 +155,9 @@ def _ip(value: object) -> str | None:
     """The canonical text of an IPv4 or IPv6 address; IPv4-mapped IPv6 becomes plain IPv4."""
     if value is None:
         return None
-    if not isinstance(value, str):
+    # A zone id ("fe80::1%eth0") names an interface of the sender's host, not an address,
+    # and ipaddress would accept any text after the "%".
+    if not isinstance(value, str) or "%" in value:
         raise RecordRejected(Reason.INVALID_IP)
     try:
         address = ipaddress.ip_address(value.strip())
@@ -184,9 +189,13 @@ def _create_date(value: object) -> date | None:
     """An ISO date, or an ISO datetime converted to its UTC date (no offset means UTC)."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 64:
+    # fromisoformat stops reading at a NUL after a complete time, so only ASCII printable
+    # text is given to it.
+    if not isinstance(value, str) or len(value) > 64 or not value.isascii():
         raise RecordRejected(Reason.INVALID_CREATE_DATE)
     text = value.strip()
+    if not text.isprintable():
+        raise RecordRejected(Reason.INVALID_CREATE_DATE)
     try:
         if len(text) == 10:
             return date.fromisoformat(text)
@@ -200,8 +209,9 @@ def _create_date(value: object) -> date | None:
 
 def sent_date(sent_timestamp: str | None) -> date:
     """The UTC date of SQS's SentTimestamp attribute (milliseconds since the epoch)."""
+    if not isinstance(sent_timestamp, str) or not _MILLIS.fullmatch(sent_timestamp):
+        raise RecordRejected(Reason.INVALID_SENT_TIMESTAMP)
     try:
-        millis = int(sent_timestamp)  # type: ignore[arg-type]
-        return datetime.fromtimestamp(millis / 1000, tz=UTC).date()
-    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(int(sent_timestamp) / 1000, tz=UTC).date()
+    except (ValueError, OverflowError, OSError):
         raise RecordRejected(Reason.INVALID_SENT_TIMESTAMP) from None

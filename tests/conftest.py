@@ -87,6 +87,7 @@ def function_logs() -> Iterator[list[str]]:
     """Every JSON line the function logs during the test, formatted as CloudWatch gets it."""
     capture = _Lines()
     capture.setFormatter(logger.registered_formatter)
-    logger.addHandler(capture)
+    service_logger = logging.getLogger(logger.service)
+    service_logger.addHandler(capture)
     yield capture.lines
-    logger.removeHandler(capture)
+    service_logger.removeHandler(capture)

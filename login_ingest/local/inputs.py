@@ -6,23 +6,52 @@ import gzip
 import json
 from pathlib import Path
 
+_decoder = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
 
 def read_bodies(path: Path) -> list[str]:
-    """One SQS message body per array element or per non-blank line.
+    """One SQS message body per array element or per non-blank line, exactly as written.
 
-    Array elements are re-serialised as JSON. Lines are sent exactly as written, so a line
-    that is not JSON reaches the queue as the malformed message it is.
+    Elements are cut out of the array's text rather than re-serialised, so a duplicate key
+    or a number's spelling reaches the queue as the producer wrote it. A line that is not
+    JSON reaches the queue as the malformed message it is.
     """
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
-    text = raw.decode("utf-8")
-    if text.lstrip().startswith("["):
+    text = raw.decode("utf-8-sig")
+    if text.lstrip(_WHITESPACE).startswith("["):
+        elements = _array_elements(text)
+        if elements is not None:
+            return elements
+    # Only \n ends a line: JSON strings may hold U+2028 and friends, which splitlines() cuts.
+    lines = (line.rstrip("\r") for line in text.split("\n"))
+    return [line for line in lines if line.strip(_WHITESPACE)]
+
+
+def _array_elements(text: str) -> list[str] | None:
+    """The source text of each element of the JSON array `text`, or None if it is not one."""
+    elements: list[str] = []
+    position = _skip(text, text.index("[") + 1)
+    if text.startswith("]", position):
+        return elements if not text[position + 1:].strip(_WHITESPACE) else None
+    while True:
         try:
-            document = json.loads(text)
+            _, end = _decoder.raw_decode(text, position)
         except ValueError:
-            pass  # a JSON Lines file whose first line is an array
+            return None
+        elements.append(text[position:end])
+        position = _skip(text, end)
+        if text.startswith(",", position):
+            position = _skip(text, position + 1)
+        elif text.startswith("]", position):
+            return elements if not text[position + 1:].strip(_WHITESPACE) else None
         else:
-            if isinstance(document, list):
-                return [json.dumps(item) for item in document]
-    return [line for line in text.splitlines() if line.strip()]
+            return None
+
+
+def _skip(text: str, position: int) -> int:
+    while position < len(text) and text[position] in _WHITESPACE:
+        position += 1
+    return position

@@ -106,7 +106,7 @@ def test_generated_messages_end_to_end(handler_module: ModuleType, sqs_server: L
     assert (db.fetchone() or (0,))[0] > 0
     reasons = sorted(json.loads(line)["reason"] for line in function_logs
                      if '"record rejected"' in line)
-    assert reasons == sorted(m.reason for m in malformed for _ in range(5))
+    assert reasons == sorted(str(m.reason) for m in malformed for _ in range(5))
     log_text = "\n".join(function_logs)
     for login in valid:
         assert login["ip"] not in log_text and login["device_id"] not in log_text

@@ -25,11 +25,11 @@ def secretsmanager(sqs_server: LocalSqsServer,
                         "AWS_DEFAULT_REGION": "us-east-1",
                         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}.items():
         monkeypatch.setenv(name, value)
-    parameters.clear_caches()
-    parameters.base.DEFAULT_PROVIDERS.clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    parameters.base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
     yield boto3.client("secretsmanager")
-    parameters.clear_caches()
-    parameters.base.DEFAULT_PROVIDERS.clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    parameters.base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
 
 
 def test_database_dsn_from_rds_secret(secretsmanager: object, database_url: str) -> None:
