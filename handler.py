@@ -26,6 +26,7 @@ processor = LoginBatchProcessor(
 )
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False even if POWERTOOLS_LOGGER_LOG_EVENT says otherwise: events carry raw PII.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return processor.handle(event, context)

@@ -13,6 +13,8 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from login_ingest.config import ConfigError
+from login_ingest.masking import MaskingKeyError
 from login_ingest.parsing import Reason, RecordRejected, parse_login, sent_date
 from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore
 from login_ingest.telemetry import logger
@@ -41,9 +43,22 @@ class LoginBatchProcessor(BatchProcessor):
     def handle(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one Lambda SQS event and return Lambda's partial batch response.
 
-        `context` is Lambda's context object, or any object with the same attributes.
+        `context` is Lambda's context object, or any object with the same attributes. Raises
+        when the batch as a whole cannot be judged (database or configuration unusable), so
+        that SQS redelivers all of it.
         """
-        return process_partial_response(event, self._to_row, self, context)
+        try:
+            return process_partial_response(event, self._to_row, self, context)
+        except Exception as error:
+            records = event.get("Records") if isinstance(event, dict) else None
+            logger.error(
+                "invocation failed; SQS will redeliver the whole batch",
+                extra={
+                    "received": len(records) if isinstance(records, list) else None,
+                    "error": _describe(error),
+                },
+            )
+            raise
 
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[no-untyped-call]
@@ -115,15 +130,7 @@ class LoginBatchProcessor(BatchProcessor):
         )
 
     def _write_valid(self) -> None:
-        rows = [row for _, row in self._valid]
-        try:
-            result = self._store.store(rows)
-        except DatabaseUnavailable as error:
-            logger.error(
-                "database unavailable; the whole batch is left for SQS to redeliver",
-                extra={"received": len(self.records), "error": str(error)},
-            )
-            raise
+        result = self._store.store([row for _, row in self._valid])
         for record, row in self._valid:
             if row.message_id in result.rejected:
                 self._reject(record, Reason.REJECTED_BY_DATABASE,
@@ -132,3 +139,13 @@ class LoginBatchProcessor(BatchProcessor):
                 self.success_messages.append(record)
         self._stored = len(result.inserted)
         self._duplicates = len(self.success_messages) - self._stored
+
+
+# Errors whose messages we write ourselves and which therefore quote no input.
+_OWN_MESSAGES = (DatabaseUnavailable, ConfigError, MaskingKeyError)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, _OWN_MESSAGES):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__

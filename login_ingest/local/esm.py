@@ -64,6 +64,15 @@ class EventSourceMapping:
     function_name: str = "login-ingest"
     stats: MappingStats = field(default_factory=MappingStats)
 
+    def __post_init__(self) -> None:
+        # The limits Lambda's CreateEventSourceMapping enforces for standard queues.
+        if not 1 <= self.batch_size <= 10_000:
+            raise ValueError("batch_size must be from 1 to 10000")
+        if not 0 <= self.batching_window <= 300:
+            raise ValueError("batching_window must be from 0 to 300 seconds")
+        if self.batch_size > 10 and self.batching_window < 1:
+            raise ValueError("a batch size over 10 needs a batching window of at least 1 s")
+
     def poll_once(self) -> int:
         """Receive one batch and hand it to the function; returns how many messages came."""
         messages = self._receive_batch()

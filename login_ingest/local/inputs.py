@@ -7,6 +7,11 @@ import json
 from pathlib import Path
 
 _decoder = json.JSONDecoder()
+
+
+class InputError(ValueError):
+    """The file is neither a JSON array nor JSON Lines."""
+
 _WHITESPACE = " \t\n\r"
 
 
@@ -21,13 +26,26 @@ def read_bodies(path: Path) -> list[str]:
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     text = raw.decode("utf-8-sig")
-    if text.lstrip(_WHITESPACE).startswith("["):
+    # Only \n ends a line: JSON strings may hold U+2028 and friends, which splitlines() cuts.
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    lines = [line for line in lines if line.strip(_WHITESPACE)]
+    if lines and lines[0].lstrip(_WHITESPACE).startswith("["):
         elements = _array_elements(text)
         if elements is not None:
             return elements
-    # Only \n ends a line: JSON strings may hold U+2028 and friends, which splitlines() cuts.
-    lines = (line.rstrip("\r") for line in text.split("\n"))
-    return [line for line in lines if line.strip(_WHITESPACE)]
+        if not _is_json(lines[0]):
+            # Neither an array nor JSON Lines that open with one: sending its lines would
+            # turn brackets and half objects into messages.
+            raise InputError(f"{path}: starts like a JSON array but is not valid JSON")
+    return lines
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _array_elements(text: str) -> list[str] | None:

@@ -8,27 +8,32 @@ import contextlib
 import importlib
 import os
 import secrets
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg2
+from psycopg2.extensions import parse_dsn
 
+from login_ingest.config import ConfigError, Settings
 from login_ingest.local.esm import EventSourceMapping, Function, MappingStats
 from login_ingest.local.generator import generate
-from login_ingest.local.inputs import read_bodies
+from login_ingest.local.inputs import InputError, read_bodies
 from login_ingest.local.postgres import LocalPostgres
 from login_ingest.local.sqs import LocalSqsServer, create_queues, queue_depth, send_bodies
+from login_ingest.masking import MaskingKeyError
 from login_ingest.storage import apply_schema
 
 
 @dataclass
 class RunOptions:
     batch_size: int = 100
-    batching_window: float = 0.5
+    batching_window: float = 1.0
     max_receive_count: int = 5
     visibility_timeout: int = 2
     queue_name: str = "login-events"
@@ -43,6 +48,7 @@ class RunSummary:
     dead_lettered: int
     rows_in_table: int
     invocations: int
+    failed_invocations: int
     seconds: float  # from the first poll until the last message was acknowledged
     seconds_to_drain: float  # until the queue was empty, retries of failed messages included
 
@@ -54,7 +60,7 @@ class RunSummary:
             f"duplicates    {self.duplicates}  (redelivered, already stored)",
             f"failed        {self.item_failures}  (failed receives, retried by SQS)",
             f"dead-lettered {self.dead_lettered}",
-            f"invocations   {self.invocations}",
+            f"invocations   {self.invocations}  ({self.failed_invocations} failed as a whole)",
             f"throughput    {rate:.0f} rows/s ({self.stored} rows in {self.seconds:.1f} s)",
             f"drained in    {self.seconds_to_drain:.1f} s (failed messages wait out the"
             " visibility timeout before each retry)",
@@ -105,6 +111,7 @@ def run_pipeline(bodies: list[str], sqs: Any, database_url: str, options: RunOpt
         dead_lettered=queue_depth(sqs, queues.dlq_url),
         rows_in_table=rows_after,
         invocations=stats.invocations,
+        failed_invocations=stats.failed_invocations,
         seconds=max(0.0, stats.last_acknowledged_at - started),
         seconds_to_drain=drained,
     )
@@ -134,7 +141,26 @@ def redirect_function_logs(log_file: Path) -> None:
     logger.registered_handler.setStream(log_file.open("a", encoding="utf-8"))  # type: ignore[attr-defined]
 
 
-def main(argv: list[str] | None = None) -> int:
+def where(database_url: str) -> str:
+    """host:port/dbname of a libpq URI or DSN, without the user's password."""
+    parts = parse_dsn(database_url)
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+def ranged(kind: type[int] | type[float], least: float, most: float) -> Callable[[str], Any]:
+    """An argparse type accepting `kind` values from `least` to `most`, as SQS and Lambda do."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be from {least:g} to {most:g}")
+        return value
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m login_ingest.local",
         description="Run the ingest end to end on this machine: local Postgres, local SQS, "
@@ -143,24 +169,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path,
                         help="JSON array or JSON Lines file, optionally gzipped "
                              "(default: generated messages)")
-    parser.add_argument("--count", type=int, default=2_000,
+    parser.add_argument("--count", type=ranged(int, 0, 1_000_000), default=2_000,
                         help="how many messages to generate without --input (default 2000)")
     parser.add_argument("--seed", type=int, default=1)
     defaults = RunOptions()
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--batching-window", type=float, default=defaults.batching_window,
-                        help="seconds")
-    parser.add_argument("--max-receive-count", type=int, default=defaults.max_receive_count)
-    parser.add_argument("--visibility-timeout", type=int, default=defaults.visibility_timeout,
-                        help="seconds before a failed message is received again")
+    parser.add_argument("--batch-size", type=ranged(int, 1, 10_000),
+                        default=defaults.batch_size, help="1 to 10000 (default %(default)s)")
+    parser.add_argument("--batching-window", type=ranged(float, 0, 300),
+                        default=defaults.batching_window,
+                        help="seconds, 0 to 300; at least 1 with a batch size over 10 "
+                             "(default %(default)s)")
+    parser.add_argument("--max-receive-count", type=ranged(int, 1, 1000),
+                        default=defaults.max_receive_count,
+                        help="receives before the DLQ, 1 to 1000 (default %(default)s)")
+    parser.add_argument("--visibility-timeout", type=ranged(int, 0, 43_200),
+                        default=defaults.visibility_timeout,
+                        help="seconds before a failed message is received again "
+                             "(default %(default)s)")
     parser.add_argument("--keep-db", type=Path, metavar="DIR",
                         help="keep the local Postgres data in DIR instead of a temporary folder")
     parser.add_argument("--log-file", type=Path, default=Path(".local/function-logs.jsonl"),
-                        help="where the handler's JSON log lines go")
+                        help="where the handler's JSON log lines go (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.batch_size > 10 and args.batching_window < 1:
+        parser.error("a batch size over 10 needs a batching window of at least 1 s, as in AWS")
+    if args.visibility_timeout <= args.batching_window:
+        # In AWS it must cover 6 function timeouts plus the window; here the function's
+        # time is tiny, but a window longer than the timeout would hand a message out twice.
+        parser.error("the visibility timeout must be longer than the batching window")
     if args.keep_db:
         args.keep_db = args.keep_db.resolve()  # before the cwd matters to anyone
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Ctrl-C and a plain kill both unwind through the `with` blocks, which stop the servers.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted; local servers stopped", file=sys.stderr)
+        return 130
+    except (OSError, EOFError, UnicodeDecodeError, InputError, ConfigError, MaskingKeyError,
+            psycopg2.Error, subprocess.CalledProcessError) as error:
+        print(f"error: {type(error).__name__}: {error}".rstrip(), file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.input:
         bodies = read_bodies(args.input)
         source = str(args.input)
@@ -172,11 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("MASKING_KEY") and not os.environ.get("MASKING_SECRET_ID"):
         # A throwaway key: tokens are comparable within this run only.
         os.environ["MASKING_KEY"] = secrets.token_urlsafe(32)
-        print("MASKING_KEY not set: using a random key for this run", file=sys.stderr)
+        print("MASKING_KEY not set: using a random key for this run"
+              + (", so its tokens will not match earlier runs' in the kept database"
+                 if args.keep_db else ""), file=sys.stderr)
+    # Refuse a bad key or setting here, before anything is enqueued, not in every batch.
+    Settings.from_env().masker()
 
     with database(args.keep_db) as database_url, LocalSqsServer() as sqs_server:
         os.environ["DATABASE_URL"] = database_url
-        print(f"applied {', '.join(apply_schema(database_url))} to {database_url}", file=sys.stderr)
+        print(f"applied {', '.join(apply_schema(database_url))} to {where(database_url)}",
+              file=sys.stderr)
         print(f"SQS endpoint {sqs_server.endpoint_url}; {len(bodies)} messages from {source}; "
               f"batch size {options.batch_size}, maxReceiveCount {options.max_receive_count}, "
               f"visibility timeout {options.visibility_timeout} s", file=sys.stderr)

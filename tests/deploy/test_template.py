@@ -60,6 +60,13 @@ def test_visibility_timeout_covers_six_timeouts_and_the_window(template: dict[st
     assert least_visibility >= 6 * longest_timeout + longest_window
 
 
+def test_batching_window_allows_every_batch_size(template: dict[str, Any]) -> None:
+    # Lambda refuses a batch size over 10 with a batching window under one second.
+    _, largest_batch = bounds(template, sqs_event(template)["BatchSize"])
+    least_window, _ = bounds(template, sqs_event(template)["MaximumBatchingWindowInSeconds"])
+    assert largest_batch <= 10 or least_window >= 1
+
+
 def test_max_receive_count_is_never_below_five(template: dict[str, Any]) -> None:
     policy = template["Resources"]["LoginEventsQueue"]["Properties"]["RedrivePolicy"]
     assert policy["deadLetterTargetArn"] == {"Fn::GetAtt": ["LoginEventsDlq", "Arn"]}

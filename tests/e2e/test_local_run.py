@@ -26,8 +26,9 @@ _queue_names = (f"e2e-{n}" for n in itertools.count())
 
 def drain(bodies: list[str], sqs_server: LocalSqsServer, database_url: str,
           function: Any) -> RunSummary:
-    # A short visibility timeout keeps the five retries of a poison message to seconds.
-    options = RunOptions(batch_size=25, batching_window=0.2, max_receive_count=5,
+    # A short visibility timeout keeps the five retries of a poison message to seconds; it
+    # must outlast the batching window, or a message could come twice into one batch.
+    options = RunOptions(batch_size=10, batching_window=0, max_receive_count=5,
                          visibility_timeout=1, queue_name=next(_queue_names))
     return run_pipeline(bodies, sqs_server.client(), database_url, options, function=function)
 
@@ -122,7 +123,7 @@ def test_command_line_run_prints_summary(tmp_path: Path, capsys: pytest.CaptureF
     sample.write_text("\n".join(m.body for m in generate(40, seed=3, malformed_share=0.0))
                       + "\nnot json\n")
 
-    assert main(["--input", str(sample), "--visibility-timeout", "1",
+    assert main(["--input", str(sample), "--visibility-timeout", "2",
                  "--log-file", str(tmp_path / "logs.jsonl")]) == 0
 
     out = capsys.readouterr().out

@@ -109,3 +109,25 @@ def test_failed_records_are_logged_with_reason_and_without_payload(
     text = "\n".join(function_logs)
     for secret in ["192.0.2", "198.51.100.77", "230-18-4471", "555-01-202", "901-77-3150"]:
         assert secret not in text
+
+
+def test_event_logging_cannot_be_switched_on(database_url: str, tmp_path: Path) -> None:
+    """POWERTOOLS_LOGGER_LOG_EVENT=true would log whole events, raw ip included: refused."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, TEST_MASKING_KEY
+
+    script = ("import json, handler\n"
+              "from login_ingest.local.esm import LocalLambdaContext\n"
+              f"event = json.load(open({str(EVENTS / 'mixed-batch.json')!r}))\n"
+              "handler.lambda_handler(event, LocalLambdaContext())\n")
+    env = {**os.environ, "POWERTOOLS_LOGGER_LOG_EVENT": "true", "DATABASE_URL": database_url,
+           "MASKING_KEY": TEST_MASKING_KEY, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+
+    assert '"batch processed"' in result.stdout
+    assert "192.0.2.44" not in result.stdout + result.stderr
+    assert "230-18-4471" not in result.stdout + result.stderr

@@ -14,7 +14,7 @@ import pytest
 from login_ingest.batch import LoginBatchProcessor
 from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.local.postgres import free_port
-from login_ingest.masking import Masker
+from login_ingest.masking import Masker, MaskingKeyError
 from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore
 
 DAY = datetime.date(2024, 12, 3)
@@ -108,3 +108,19 @@ def test_database_rejection_is_reported_per_record(database_url: str,
                                               {"itemIdentifier": "m1"}]}
     db.execute("SELECT user_id FROM user_logins")
     assert db.fetchall() == [("fine",)]
+
+
+def test_unusable_masking_key_fails_the_invocation_with_a_log_line(
+    database_url: str, function_logs: list[str]
+) -> None:
+    def bad_key() -> Masker:
+        return Masker(b"short")
+
+    processor = LoginBatchProcessor(LoginStore(lambda: database_url), masker=bad_key)
+
+    with pytest.raises(MaskingKeyError):
+        processor.handle(sqs_event('{"user_id": "u"}'), LocalLambdaContext())
+
+    (error,) = [json.loads(line) for line in function_logs if '"level":"ERROR"' in line]
+    assert error["error"] == "MaskingKeyError: masking key must be at least 32 bytes"
+    assert error["received"] == 1
