@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -91,3 +93,45 @@ def function_logs() -> Iterator[list[str]]:
     service_logger.addHandler(capture)
     yield capture.lines
     service_logger.removeHandler(capture)
+
+
+# --- the whole suite's log scan ----------------------------------------------------------
+# Every line the function logs in this process, from any test, is kept and searched at the
+# end for anything shaped like an IPv4 address or a device id, and for the raw values of our
+# sample events. A hit fails the run even when every test passed.
+_SUITE_LOGS = _Lines()
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_DEVICE_ID = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+
+
+def _raw_values_of_samples() -> set[str]:
+    values: set[str] = set()
+    for path in (REPO / "events").glob("*-batch.json"):
+        for record in json.loads(path.read_text())["Records"]:
+            try:
+                body = json.loads(record["body"])
+            except ValueError:
+                continue
+            if isinstance(body, dict):
+                values |= {str(body[k]) for k in ("ip", "device_id") if body.get(k)}
+    return values
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _SUITE_LOGS.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.service).addHandler(_SUITE_LOGS)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    text = "\n".join(_SUITE_LOGS.lines)
+    leaks = set(_IPV4.findall(text)) | set(_DEVICE_ID.findall(text))
+    leaks |= {value for value in _raw_values_of_samples() if value in text}
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        message = f"log scan: raw ip or device id in the function's logs: {sorted(leaks)[:5]}"
+    else:
+        message = (f"log scan: {len(_SUITE_LOGS.lines)} function log lines, "
+                   "no raw ip or device id")
+    if reporter is not None:
+        reporter.write_line(message)
