@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import secrets
 import signal
@@ -28,6 +29,7 @@ from login_ingest.local.postgres import LocalPostgres
 from login_ingest.local.sqs import LocalSqsServer, create_queues, queue_depth, send_bodies
 from login_ingest.masking import MaskingKeyError
 from login_ingest.storage import apply_schema
+from login_ingest.telemetry import logger
 
 
 @dataclass
@@ -100,13 +102,14 @@ def run_pipeline(bodies: list[str], sqs: Any, database_url: str, options: RunOpt
         print(f"  ... received {stats.received}, acknowledged {stats.acknowledged}"
               f"/{len(bodies)}, failed receives {stats.item_failures}", file=sys.stderr)
 
-    stats = mapping.run_until_drained(progress=report if progress else None)
+    with BatchTotals() as totals:
+        stats = mapping.run_until_drained(progress=report if progress else None)
     drained = time.monotonic() - started
     rows_after = count_rows(database_url)
     return RunSummary(
         enqueued=len(bodies),
         stored=rows_after - rows_before,
-        duplicates=stats.acknowledged - (rows_after - rows_before),
+        duplicates=totals.duplicates,
         item_failures=stats.item_failures,
         dead_lettered=queue_depth(sqs, queues.dlq_url),
         rows_in_table=rows_after,
@@ -115,6 +118,26 @@ def run_pipeline(bodies: list[str], sqs: Any, database_url: str, options: RunOpt
         seconds=max(0.0, stats.last_acknowledged_at - started),
         seconds_to_drain=drained,
     )
+
+
+class BatchTotals(logging.Handler):
+    """Adds up what the function's "batch processed" log lines report, while in use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.duplicates = 0
+        self._logger = logging.getLogger(logger.service)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "batch processed":
+            self.duplicates += getattr(record, "duplicates", 0)
+
+    def __enter__(self) -> BatchTotals:
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
 
 
 @contextlib.contextmanager
@@ -135,8 +158,6 @@ def database(keep_dir: Path | None) -> Iterator[str]:
 
 def redirect_function_logs(log_file: Path) -> None:
     """Send the handler's JSON log lines to a file, as CloudWatch Logs would keep them."""
-    from login_ingest.telemetry import logger
-
     log_file.parent.mkdir(parents=True, exist_ok=True)
     logger.registered_handler.setStream(log_file.open("a", encoding="utf-8"))  # type: ignore[attr-defined]
 
