@@ -52,7 +52,8 @@ build-IngestFunction:
 	if [ -d certs ]; then cp -r certs "$(ARTIFACTS_DIR)/"; fi
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target "$(ARTIFACTS_DIR)" \
 		--platform manylinux2014_x86_64 --implementation cp --python-version $(LAMBDA_PYTHON) \
-		--only-binary=:all: -r requirements.txt
+		--only-binary=:all: --no-compile -r requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)/bin"  # console scripts, with this machine's interpreter path
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

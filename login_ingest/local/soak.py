@@ -122,8 +122,9 @@ def soak(messages: int, pollers: int, seed: int = 5, crash_every: int = 50,
     with LocalPostgres() as server, sqs_process() as endpoint:
         apply_schema(server.url)
         sqs = sqs_client(endpoint)
-        # A visibility timeout that a 2 s outage cannot exhaust five times over.
-        queue = create_queues(sqs, "soak", max_receive_count=5, visibility_timeout=3)
+        # Longer than the function can block on a dead server (DB_CONNECT_TIMEOUT, 5 s), so
+        # that an outage costs each message at most a receive or two of its five.
+        queue = create_queues(sqs, "soak", max_receive_count=5, visibility_timeout=10)
         workers = [context.Process(target=poller, args=(endpoint, queue, server.url,
                                                         crash_every, stop, results))
                    for _ in range(pollers)]

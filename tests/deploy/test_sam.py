@@ -101,6 +101,8 @@ def test_built_artifact_answers_every_event(tmp_path: Path, database_url: str,
     artifact = tmp_path / "build" / "IngestFunction"
     assert (artifact / "handler.py").exists() and (artifact / "psycopg2").is_dir()
     assert not (artifact / "login_ingest" / "local").exists(), "local tooling is not shipped"
+    assert not list(artifact.rglob("*.pyc")), "bytecode of this machine's Python is not shipped"
+    assert not (artifact / "bin").exists()
 
     events = [str(EVENTS / name) for name in sorted(EXPECTED_FAILURES)]
     env = {"PATH": os.environ["PATH"], "DATABASE_URL": database_url,

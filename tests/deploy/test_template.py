@@ -105,8 +105,17 @@ def test_every_queue_and_topic_is_encrypted(template: dict[str, Any], use_kms: b
         kms, managed = pick(props.get("KmsMasterKeyId", no_value)), pick(
             props.get("SqsManagedSseEnabled", no_value))
         assert (kms == {"Ref": "QueueKmsKeyArn"}) if use_kms else (managed is True)
-    for topic in resources(template, "AWS::SNS::Topic").values():
-        assert pick(topic["Properties"]["KmsMasterKeyId"]) not in (None, no_value)
+
+
+def test_alarm_topic_key_lets_cloudwatch_publish(template: dict[str, Any]) -> None:
+    (topic,) = resources(template, "AWS::SNS::Topic").values()
+    key_name = topic["Properties"]["KmsMasterKeyId"]["Ref"]
+    key = template["Resources"][key_name]["Properties"]
+
+    assert key["EnableKeyRotation"] is True
+    grants = [s for s in key["KeyPolicy"]["Statement"]
+              if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert grants and set(grants[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
 
 
 def test_dlq_alarm_watches_visible_messages(template: dict[str, Any]) -> None:
@@ -139,20 +148,38 @@ def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
             for value in node:
                 walk(value)
 
-    walk(function(template)["Policies"])
+    walk(role(template)["Policies"])
     return found
+
+
+def role(template: dict[str, Any]) -> dict[str, Any]:
+    # A Role of our own, so that SAM adds none (and no managed policy) for the SQS event.
+    assert "Policies" not in function(template)
+    name = function(template)["Role"]["Fn::GetAtt"][0]
+    return template["Resources"][name]["Properties"]  # type: ignore[no-any-return]
+
+
+def test_the_function_polls_only_its_queue(template: dict[str, Any]) -> None:
+    sqs = [s for s in statements(template) if any(a.startswith("sqs:") for a in s["Action"])]
+    assert len(sqs) == 1
+    assert sqs[0]["Resource"] == {"Fn::GetAtt": ["LoginEventsQueue", "Arn"]}
+    assert set(sqs[0]["Action"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                     "sqs:GetQueueAttributes"}
 
 
 def test_no_wildcards_on_secrets_or_keys(template: dict[str, Any]) -> None:
     found = statements(template)
     assert found, "the function's policies should be explicit statements"
     for statement in found:
+        if "Fn::If" in statement:
+            continue  # walk() has collected the statement inside it
         actions = statement["Action"] if isinstance(statement["Action"], list) else [
             statement["Action"]]
         assert all(not a.endswith("*") for a in actions)
         resources_ = statement["Resource"]
         resources_ = resources_ if isinstance(resources_, list) else [resources_]
-        assert "*" not in resources_
+        # EC2 scopes no network-interface action to a resource; nothing else may use "*".
+        assert "*" not in resources_ or all(a.startswith("ec2:") for a in actions)
         if any(a.startswith("kms:") for a in actions):
             assert "kms:ViaService" in statement["Condition"]["StringEquals"]
 
