@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +15,14 @@ import boto3
 REGION = "us-east-1"
 
 
-def _speed_up_moto() -> None:
-    """Take two needless costs out of moto's SQS model; it decides exactly as before.
+def _tune_moto() -> None:
+    """Make moto's SQS model safe under concurrent clients, and take two needless costs out
+    of it; it decides exactly as before.
+
+    The server answers each request on a thread of its own, but the model is not guarded:
+    a delete rebuilds the message list while a send appends to it (the new message is then
+    lost), and a receive can fail with "Set changed size during iteration". Each call on a
+    queue now holds that queue's own lock, which a long poll releases while it waits.
 
     moto 5 checks each received message's retention period by computing every queue
     attribute, counts included, which scans the whole queue per message: 10,000 queued
@@ -24,6 +32,22 @@ def _speed_up_moto() -> None:
     """
     from moto.sqs import models
     from moto.sqs.models import Message, SQSBackend
+
+    if getattr(SQSBackend, "_login_ingest_tuned", False):
+        return
+    SQSBackend._login_ingest_tuned = True  # type: ignore[attr-defined]
+
+    def holding_queue_lock(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def locked(backend: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+            with backend.get_queue(queue_name)._messages_lock:  # type: ignore[attr-defined]
+                return method(backend, queue_name, *args, **kwargs)
+        return locked
+
+    for name in ["send_message", "send_message_batch", "receive_message", "delete_message",
+                 "delete_message_batch", "change_message_visibility",
+                 "change_message_visibility_batch", "get_queue_attributes", "purge_queue"]:
+        setattr(SQSBackend, name, holding_queue_lock(getattr(SQSBackend, name)))
 
     models.unix_time = time.time  # type: ignore[attr-defined,assignment]
     models.unix_time_millis = _epoch_millis  # type: ignore[attr-defined,assignment]
@@ -46,7 +70,7 @@ class LocalSqsServer:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        _speed_up_moto()
+        _tune_moto()
 
         # One access log line per request would drown the run's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
