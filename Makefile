@@ -12,7 +12,7 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 SAM_CLI_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: run test lint tools clean build-IngestFunction
+.PHONY: run test lint tools bench clean build-IngestFunction
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -23,6 +23,9 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 run: $(INSTALLED)
 	$(BIN)/python -m login_ingest.local $(ARGS)
+
+bench: $(INSTALLED)
+	$(BIN)/python -m login_ingest.local.bench $(ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -86,3 +86,18 @@ def test_masking_is_deterministic_and_hides_its_input(key: bytes, ip: str, devic
 def test_another_key_gives_another_token(key: bytes, other: bytes, ip: str) -> None:
     if key != other:
         assert Masker(key).mask_ip(ip).split(":")[1] != Masker(other).mask_ip(ip).split(":")[1]
+
+
+dotted = st.lists(st.one_of(st.integers(0, 300).map(str), st.from_regex(r"0[0-9]{1,2}",
+                                                                        fullmatch=True)),
+                  min_size=3, max_size=5).map(".".join)
+
+
+@given(dotted)
+def test_ipv4_fast_path_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected: str | Reason = str(ipaddress.ip_address(text))
+    except ValueError:
+        expected = Reason.INVALID_IP
+    outcome = judge(json.dumps({"user_id": "u", "ip": text}))
+    assert (outcome.ip if isinstance(outcome, LoginEvent) else outcome) == expected
