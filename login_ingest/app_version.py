@@ -16,5 +16,5 @@ def encode_app_version(text: str) -> int | None:
     match = _VERSION.fullmatch(text.strip())
     if match is None:
         return None
-    major, minor, patch = (int(part) if part else 0 for part in match.groups())
-    return major * 1_000_000 + minor * 1_000 + patch
+    major, minor, patch = match.groups()
+    return int(major) * 1_000_000 + int(minor or 0) * 1_000 + int(patch or 0)

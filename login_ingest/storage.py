@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import io
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +119,14 @@ class LoginStore:
 
     def _store_isolating(self, connection: psycopg2.extensions.connection,
                          rows: Sequence[LoginRow]) -> StoreResult:
+        # The usual batch is all new rows: COPY takes them several times faster than any
+        # INSERT. It is all or nothing, so a redelivered message (unique violation) or a
+        # refused value leaves nothing behind, and the batch goes the idempotent way.
+        try:
+            _copy(connection, rows)
+            return StoreResult(inserted={row.message_id for row in rows})
+        except _ROW_ERRORS:
+            pass
         result = StoreResult()
         pending = [rows]
         while pending:
@@ -130,6 +140,31 @@ class LoginStore:
                     middle = len(chunk) // 2
                     pending += [chunk[middle:], chunk[:middle]]
         return result
+
+
+_COPY = ("COPY user_logins (message_id, user_id, device_type, masked_ip, masked_device_id,"
+         " locale, app_version, create_date) FROM STDIN")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_NULL = "\\N"
+
+
+def _copy(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]) -> None:
+    """All rows in one COPY (text format), one implicit transaction in autocommit mode."""
+    def text(value: str | None) -> str:
+        if value is None:
+            return _NULL
+        # Escaping is rare; searching for its need is much cheaper than translating.
+        return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+
+    lines = [
+        f"{text(r.message_id)}\t{text(r.user_id)}\t{text(r.device_type)}\t"
+        f"{text(r.masked_ip)}\t{text(r.masked_device_id)}\t{text(r.locale)}\t"
+        f"{_NULL if r.app_version is None else r.app_version}\t{r.create_date}\n"
+        for r in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.copy_expert(_COPY, io.StringIO("".join(lines)))
 
 
 def _insert(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]) -> list[str]:

@@ -35,7 +35,8 @@ def test_connection_killed_between_invocations(stack: FaultStack,
 
 
 def test_connection_killed_during_the_insert(stack: FaultStack) -> None:
-    # A trigger holds every insert for a moment, long enough to kill it in flight.
+    # A trigger holds every write (COPY fires it too) for a moment, long enough to kill
+    # the statement in flight.
     stack.admin.execute("""
         CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
         $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
@@ -51,8 +52,8 @@ def test_connection_killed_during_the_insert(stack: FaultStack) -> None:
         while not stop.is_set() and kills_in_flight < 4:
             stack.admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = 'login-ingest' AND query LIKE 'INSERT%'"
-                " AND state = 'active'")
+                " WHERE application_name = 'login-ingest' AND state = 'active'"
+                " AND (query LIKE 'COPY%' OR query LIKE 'INSERT%')")
             kills_in_flight += int((stack.admin.fetchone() or (0,))[0])
             time.sleep(0.05)
 

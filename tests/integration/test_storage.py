@@ -15,7 +15,7 @@ from login_ingest.batch import LoginBatchProcessor
 from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.local.postgres import free_port
 from login_ingest.masking import Masker, MaskingKeyError
-from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore
+from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore, _copy
 
 DAY = datetime.date(2024, 12, 3)
 
@@ -124,3 +124,16 @@ def test_unusable_masking_key_fails_the_invocation_with_a_log_line(
     (error,) = [json.loads(line) for line in function_logs if '"level":"ERROR"' in line]
     assert error["error"] == "MaskingKeyError: masking key must be at least 32 bytes"
     assert error["received"] == 1
+
+
+def test_copy_keeps_every_character(database_url: str, db: psycopg2.extensions.cursor) -> None:
+    tricky = ["tab\there", "new\nline", "back\\slash\\N", "cr\rlf\r\n", "\\.", "é👩‍💻\u202e"]
+    rows = [row(f"t{i}", user_id=text) for i, text in enumerate(tricky)]
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+
+    _copy(connection, rows)  # the fast path itself, not the INSERT it falls back to
+
+    db.execute("SELECT user_id FROM user_logins ORDER BY message_id")
+    assert [user_id for (user_id,) in db.fetchall()] == tricky
+    connection.close()
