@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +21,7 @@ LOCALE_MAX = 32
 DEVICE_ID_MAX = 256
 
 _MILLIS = re.compile(r"[0-9]{1,15}")
+_EPOCH = date(1970, 1, 1)
 # Dotted-quad IPv4 without leading zeros is already in canonical form; the regex decides
 # it several times faster than ipaddress, which handles every other spelling.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -217,7 +219,13 @@ def sent_date(sent_timestamp: str | None) -> date:
     """The UTC date of SQS's SentTimestamp attribute (milliseconds since the epoch)."""
     if not isinstance(sent_timestamp, str) or not _MILLIS.fullmatch(sent_timestamp):
         raise RecordRejected(Reason.INVALID_SENT_TIMESTAMP)
+    return _epoch_day(int(sent_timestamp) // 86_400_000)
+
+
+@functools.lru_cache(maxsize=64)
+def _epoch_day(days: int) -> date:
+    # A batch's messages were mostly sent on the same day or two: compute each date once.
     try:
-        return datetime.fromtimestamp(int(sent_timestamp) / 1000, tz=UTC).date()
-    except (ValueError, OverflowError, OSError):
+        return _EPOCH + timedelta(days=days)
+    except OverflowError:
         raise RecordRejected(Reason.INVALID_SENT_TIMESTAMP) from None
