@@ -65,6 +65,9 @@ CORPUS: list[tuple[str, str, str | dict[str, Any]]] = [
     ("ipv6 too many groups", login(ip="1:2:3:4:5:6:7:8:9"), "invalid_ip"),
     ("empty ip", login(ip=""), "invalid_ip"),
     ("null ip", login(ip=None), {"masked_ip": None}),
+    ("ipv6 upper case", login(ip=" 2001:DB8:0:0:0:0:0:1 ", device_id=" 593-47-5928\t"),
+     {"user_id": U}),
+    ("ipv4-mapped ipv6", login(ip="::FFFF:198.51.100.7"), {"user_id": U}),
     # --- device_id ---
     ("numeric device_id", login(device_id=5934759), "invalid_device_id"),
     ("long device_id", login(device_id="d" * 257), "invalid_device_id"),

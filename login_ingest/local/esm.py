@@ -118,7 +118,9 @@ class EventSourceMapping:
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         event = {"Records": [self._record(message) for message in messages]}
-        receipts = {message["MessageId"]: message["ReceiptHandle"] for message in messages}
+        # A message can come twice into one batch (its visibility ran out meanwhile): keep
+        # every receipt, not one per message id.
+        receipts = [(message["MessageId"], message["ReceiptHandle"]) for message in messages]
         self.stats.invocations += 1
         self.stats.received += len(messages)
         # Lambda passes the event and the response as JSON; so do we, to catch what would not.
@@ -127,14 +129,14 @@ class EventSourceMapping:
             response = json.loads(json.dumps(
                 self.function(event, LocalLambdaContext(function_name=self.function_name))
             ))
-            failed = failed_message_ids(response, set(receipts))
+            failed = failed_message_ids(response, {message_id for message_id, _ in receipts})
         except Exception:
             # A raised error or an unusable response: Lambda retries the whole batch.
             self.stats.failed_invocations += 1
             self.stats.item_failures += len(messages)
             return
         self.stats.item_failures += len(failed)
-        succeeded = [handle for message_id, handle in receipts.items() if message_id not in failed]
+        succeeded = [handle for message_id, handle in receipts if message_id not in failed]
         self._delete(succeeded)
         self.stats.acknowledged += len(succeeded)
         if succeeded:

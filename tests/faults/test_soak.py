@@ -22,4 +22,6 @@ def test_soak_with_faults_loses_and_doubles_nothing() -> None:
     assert report.dead_lettered == report.invalid > 0
     assert report.left_in_queue == 0
     assert report.connection_kills > 0 and report.server_restarts == 1
-    assert report.crashes_after_commit > 0 and report.failed_invocations > 0
+    # Failed invocations beyond the deliberate crashes: the restart hit writes in flight.
+    assert report.crashes_after_commit > 0
+    assert report.failed_invocations > report.crashes_after_commit

@@ -10,6 +10,7 @@ import psycopg2.extensions
 
 from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.masking import Masker
+from login_ingest.parsing import parse_login
 from tests.hostile_corpus import CORPUS
 from tests.integration.test_storage import sqs_event
 
@@ -40,11 +41,16 @@ def test_every_hostile_body_gets_its_outcome(handler_module: ModuleType,
     db.execute(f"SELECT message_id, {', '.join(COLUMNS)} FROM user_logins")
     stored = {row[0]: dict(zip(COLUMNS, row[1:], strict=True)) for row in db.fetchall()}
     assert set(stored) == {i for i, (_, o) in ids.items() if isinstance(o, dict)}
+    bodies = {f"m{i}": body for i, (_, body, _) in enumerate(CORPUS)}
     for message_id, row in stored.items():
         name, expected = ids[message_id]
         assert isinstance(expected, dict)
         actual: dict[str, Any] = {**row, "create_date": str(row["create_date"])}
         assert {k: actual[k] for k in expected} == expected, name
+        login = parse_login(bodies[message_id])
+        assert row["masked_ip"] == (login.ip and masker.mask_ip(login.ip)), name
+        assert row["masked_device_id"] == (
+            login.device_id and masker.mask_device_id(login.device_id)), name
 
     log_text = "\n".join(function_logs)
     for raw in ["1.2.3.4", "123-45-6789", "fe80::1", "256.1.1.1", "16909060"]:
