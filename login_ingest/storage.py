@@ -47,6 +47,11 @@ _ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, ValueError)
 _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
+# From this many rows on, COPY's extra round trip costs less than what it saves (measured
+# with `make bench`; see README, Performance).
+COPY_FROM_ROWS = 200
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database could not take the batch; nothing of it may be acknowledged."""
 
@@ -119,14 +124,16 @@ class LoginStore:
 
     def _store_isolating(self, connection: psycopg2.extensions.connection,
                          rows: Sequence[LoginRow]) -> StoreResult:
-        # The usual batch is all new rows: COPY takes them several times faster than any
-        # INSERT. It is all or nothing, so a redelivered message (unique violation) or a
-        # refused value leaves nothing behind, and the batch goes the idempotent way.
-        try:
-            _copy(connection, rows)
-            return StoreResult(inserted={row.message_id for row in rows})
-        except _ROW_ERRORS:
-            pass
+        # A large batch of new rows goes faster by COPY than by any INSERT. COPY is all or
+        # nothing, so a redelivered message (unique violation) or a refused value leaves
+        # nothing behind, and the batch goes the idempotent way. A small batch goes that
+        # way at once: COPY waits for the server before sending data, one round trip more.
+        if len(rows) >= COPY_FROM_ROWS:
+            try:
+                _copy(connection, rows)
+                return StoreResult(inserted={row.message_id for row in rows})
+            except _ROW_ERRORS:
+                pass
         result = StoreResult()
         pending = [rows]
         while pending:

@@ -15,7 +15,13 @@ from login_ingest.batch import LoginBatchProcessor
 from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.local.postgres import free_port
 from login_ingest.masking import Masker, MaskingKeyError
-from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore, _copy
+from login_ingest.storage import (
+    COPY_FROM_ROWS,
+    DatabaseUnavailable,
+    LoginRow,
+    LoginStore,
+    _copy,
+)
 
 DAY = datetime.date(2024, 12, 3)
 
@@ -137,3 +143,31 @@ def test_copy_keeps_every_character(database_url: str, db: psycopg2.extensions.c
     db.execute("SELECT user_id FROM user_logins ORDER BY message_id")
     assert [user_id for (user_id,) in db.fetchall()] == tricky
     connection.close()
+
+
+def test_large_batch_goes_by_copy_and_its_redelivery_by_insert(
+    database_url: str, db: psycopg2.extensions.cursor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies: list[int] = []
+
+    def counted_copy(connection: Any, rows: Any) -> None:
+        copies.append(len(rows))
+        _copy(connection, rows)
+
+    monkeypatch.setattr("login_ingest.storage._copy", counted_copy)
+    rows = [row(f"big{i}", user_id=f"user {i}\twith tab") for i in range(COPY_FROM_ROWS + 50)]
+    store = LoginStore(lambda: database_url)
+
+    small = [row(f"small{i}") for i in range(COPY_FROM_ROWS - 1)]
+    assert store.store(small).inserted == {r.message_id for r in small}
+    assert copies == []  # a small batch goes straight to the INSERT
+
+    first = store.store(rows)
+    again = store.store([*rows[:10], row("big-new"), *rows[10:]])
+
+    assert copies == [len(rows), len(rows) + 1]
+    assert first.inserted == {r.message_id for r in rows}
+    assert again.inserted == {"big-new"}  # COPY refused the redelivery; INSERT skipped it
+    db.execute("SELECT count(*), count(*) FILTER (WHERE user_id LIKE '%\twith tab')"
+               " FROM user_logins")
+    assert db.fetchone() == (len(small) + len(rows) + 1, len(rows))
