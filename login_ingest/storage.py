@@ -31,11 +31,12 @@ class LoginRow(NamedTuple):
     create_date: datetime.date
 
 
+COLUMNS = ", ".join(LoginRow._fields)
+
 # One statement whatever the batch size: a column of values per array parameter. Postgres
 # parses eight arrays much faster than thousands of VALUES rows (see README, Performance).
 _INSERT = (
-    "INSERT INTO user_logins (message_id, user_id, device_type, masked_ip, masked_device_id,"
-    " locale, app_version, create_date)"
+    f"INSERT INTO user_logins ({COLUMNS})"
     " SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],"
     " %s::varchar[], %s::varchar[], %s::integer[], %s::date[])"
     " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
@@ -149,15 +150,20 @@ class LoginStore:
         return result
 
 
-_COPY = ("COPY user_logins (message_id, user_id, device_type, masked_ip, masked_device_id,"
-         " locale, app_version, create_date) FROM STDIN")
+_COPY = f"COPY user_logins ({COLUMNS}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _NULL = "\\N"
 
 
 def _copy(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]) -> None:
-    """All rows in one COPY (text format), one implicit transaction in autocommit mode."""
+    """All rows in one COPY, one implicit transaction in autocommit mode."""
+    with connection.cursor() as cursor:
+        cursor.copy_expert(_COPY, io.StringIO(copy_text(rows)))
+
+
+def copy_text(rows: Sequence[LoginRow]) -> str:
+    """`rows` in COPY's text format: tab-separated, escaped, \\N for NULL."""
     def text(value: str | None) -> str:
         if value is None:
             return _NULL
@@ -170,8 +176,7 @@ def _copy(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]) 
         f"{_NULL if r.app_version is None else r.app_version}\t{r.create_date}\n"
         for r in rows
     ]
-    with connection.cursor() as cursor:
-        cursor.copy_expert(_COPY, io.StringIO("".join(lines)))
+    return "".join(lines)
 
 
 def _insert(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]) -> list[str]:

@@ -35,13 +35,11 @@ from login_ingest.local.generator import generate
 from login_ingest.local.postgres import LocalPostgres
 from login_ingest.masking import Masker
 from login_ingest.parsing import parse_login
-from login_ingest.storage import LoginRow, apply_schema
+from login_ingest.storage import COLUMNS, LoginRow, apply_schema, copy_text
 
 REPO = Path(__file__).resolve().parents[2]
 MASKING_KEY = "benchmark-masking-key-0123456789abcdefghijk"
 BENCH_DB = "login_ingest_bench"
-COLUMNS = ("message_id, user_id, device_type, masked_ip, masked_device_id, locale, "
-           "app_version, create_date")
 SENT = "1733234400000"
 
 
@@ -80,12 +78,6 @@ def prebuilt_rows(batch: list[str], prefix: str) -> list[LoginRow]:
             login.device_id and masker.mask_device_id(login.device_id),
             login.locale, login.app_version, login.create_date or datetime.date(2024, 12, 3)))
     return rows
-
-
-def copy_text(rows: list[LoginRow]) -> str:
-    def field(value: object) -> str:
-        return "\\N" if value is None else str(value)
-    return "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
 
 
 class Bench:
