@@ -37,7 +37,7 @@ class LoginBatchProcessor(BatchProcessor):
         self._store = store
         self._load_masker = masker
         self._masker: Masker | None = None
-        self._valid: list[tuple[SQSRecord, LoginRow]] = []
+        self._valid: list[tuple[dict[str, Any], LoginRow]] = []
         self._stored = 0
         self._duplicates = 0
 
@@ -49,7 +49,7 @@ class LoginBatchProcessor(BatchProcessor):
         that SQS redelivers all of it.
         """
         try:
-            return process_partial_response(event, self._to_row, self, context)
+            return process_partial_response(event, self._to_row_of, self, context)
         except Exception as error:
             records = event.get("Records") if isinstance(event, dict) else None
             logger.error(
@@ -71,34 +71,34 @@ class LoginBatchProcessor(BatchProcessor):
 
     def _process_record(self, record: dict[str, Any]) -> tuple[str, Any, Any]:
         # The per-record step of Powertools' BatchProcessor, without what this function
-        # never uses (models, an injected context, a second data-class wrap): it runs
+        # never uses (models, an injected context, a data-class wrap per record): it runs
         # 10,000 times in a large batch. A valid record is not yet a success: the verdict
         # comes after the one write, in __exit__.
-        sqs_record = SQSRecord(record)
         try:
-            row = self._to_row(sqs_record)
+            row = self._to_row(record)
         except Exception:
-            return self.failure_handler(sqs_record, sys.exc_info())
-        self._valid.append((sqs_record, row))
+            return self.failure_handler(SQSRecord(record), sys.exc_info())
+        self._valid.append((record, row))
         return ("success", row, record)
 
-    def _to_row(self, record: SQSRecord) -> LoginRow:
+    def _to_row(self, record: dict[str, Any]) -> LoginRow:
         assert self._masker is not None
-        raw = record.raw_event
-        login = parse_login(raw["body"])
+        login = parse_login(record["body"])
         return LoginRow(
-            message_id=raw["messageId"],
-            user_id=login.user_id,
-            device_type=login.device_type,
-            masked_ip=None if login.ip is None else self._masker.mask_ip(login.ip),
-            masked_device_id=(
-                None if login.device_id is None else self._masker.mask_device_id(login.device_id)
-            ),
-            locale=login.locale,
-            app_version=login.app_version,
-            create_date=login.create_date
-            or sent_date((raw.get("attributes") or {}).get("SentTimestamp")),
+            record["messageId"],
+            login.user_id,
+            login.device_type,
+            None if login.ip is None else self._masker.mask_ip(login.ip),
+            None if login.device_id is None else self._masker.mask_device_id(login.device_id),
+            login.locale,
+            login.app_version,
+            login.create_date
+            or sent_date((record.get("attributes") or {}).get("SentTimestamp")),
         )
+
+    def _to_row_of(self, record: SQSRecord) -> LoginRow:
+        # The record handler Powertools' API asks for; _process_record calls _to_row itself.
+        return self._to_row(record.raw_event)
 
     def failure_handler(self, record: SQSRecord, exception: Any) -> tuple[str, Any, Any]:
         error = exception[1]
@@ -141,12 +141,14 @@ class LoginBatchProcessor(BatchProcessor):
 
     def _write_valid(self) -> None:
         result = self._store.store([row for _, row in self._valid])
-        for record, row in self._valid:
-            if row.message_id in result.rejected:
-                self._reject(record, Reason.REJECTED_BY_DATABASE,
-                             error=result.rejected[row.message_id])
-            else:
-                self.success_messages.append(record)
+        if result.rejected:
+            for record, row in self._valid:
+                if row.message_id in result.rejected:
+                    self._reject(SQSRecord(record), Reason.REJECTED_BY_DATABASE,
+                                 error=result.rejected[row.message_id])
+        self.success_messages.extend(
+            SQSRecord(record) for record, row in self._valid
+            if row.message_id not in result.rejected)
         self._stored = len(result.inserted)
         self._duplicates = len(self.success_messages) - self._stored
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
-import hmac
 import re
 
 MIN_KEY_LENGTH = 32
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SHA256_BLOCK = 64
+_BASE64URL = bytes.maketrans(b"+/", b"-_")
 
 
 class MaskingKeyError(ValueError):
@@ -36,18 +37,43 @@ class Masker:
         if not _KEY_ID.fullmatch(key_id):
             raise MaskingKeyError("masking key id must be 1-64 characters of [A-Za-z0-9_-]")
         self.key_id = key_id
-        self._ip = hmac.new(key, b"ip\x00", hashlib.sha256)
-        self._device_id = hmac.new(key, b"device_id\x00", hashlib.sha256)
+        self._prefix = f"{key_id}:"
+        self._ip = _KeyedHash(key, b"ip\x00")
+        self._device_id = _KeyedHash(key, b"device_id\x00")
 
     def mask_ip(self, canonical_ip: str) -> str:
-        return self._token(self._ip, canonical_ip)
+        return self._prefix + self._ip.token(canonical_ip)
 
     def mask_device_id(self, device_id: str) -> str:
-        return self._token(self._device_id, device_id)
+        return self._prefix + self._device_id.token(device_id)
 
-    def _token(self, keyed: hmac.HMAC, value: str) -> str:
-        # Copying the pre-keyed state skips re-hashing the key and label for every value.
-        digest = keyed.copy()
-        digest.update(value.encode())
-        encoded = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-        return f"{self.key_id}:{encoded}"
+
+class _KeyedHash:
+    """HMAC-SHA256(key, label || value), the same bytes as `hmac.new`, as base64url text.
+
+    RFC 2104 (section 4) lets an implementation keep the hash states after the key's inner
+    and outer pads: each value then costs two state copies instead of hmac's Python-level
+    object copy, which measured about twice as slow per value (see README, Performance).
+    The label goes into the kept inner state too.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes, label: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key) + label)
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+
+    def digest(self, value: str) -> bytes:
+        inner = self._inner.copy()
+        inner.update(value.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def token(self, value: str) -> str:
+        # 32 bytes are 43 base64 characters and one "=" of padding, dropped.
+        encoded = binascii.b2a_base64(self.digest(value), newline=False)
+        return encoded.translate(_BASE64URL)[:43].decode()

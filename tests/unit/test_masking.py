@@ -8,6 +8,8 @@ import hmac
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from login_ingest.masking import MIN_KEY_LENGTH, Masker, MaskingKeyError, derive_key_id
 
@@ -243,3 +245,21 @@ def test_key_never_appears_in_the_token() -> None:
     token = masker.mask_ip("1.2.3.4")
     assert key.decode() not in token
     assert base64.urlsafe_b64encode(key).decode().rstrip("=") not in token
+
+
+# The masker keeps HMAC's inner and outer hash states instead of calling hmac per value:
+# it must give hmac's bytes for every key length, including keys longer than SHA-256's
+# 64-byte block (hashed first) and exactly one block long.
+@settings(max_examples=300)
+@given(key=st.binary(min_size=MIN_KEY_LENGTH, max_size=200), value=st.text())
+def test_tokens_match_the_standard_hmac_for_any_key_and_value(key: bytes, value: str) -> None:
+    masker = Masker(key, key_id="kid")
+    assert masker.mask_ip(value) == expected_token(key, "kid", b"ip", value)
+    assert masker.mask_device_id(value) == expected_token(key, "kid", b"device_id", value)
+
+
+@pytest.mark.parametrize("length", [32, 63, 64, 65, 128])
+def test_tokens_match_the_standard_hmac_at_block_boundaries(length: int) -> None:
+    key = bytes(range(length))
+    assert Masker(key, key_id="kid").mask_ip("1.2.3.4") == expected_token(
+        key, "kid", b"ip", "1.2.3.4")
