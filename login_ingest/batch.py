@@ -82,18 +82,19 @@ class LoginBatchProcessor(BatchProcessor):
         return ("success", row, record)
 
     def _to_row(self, record: dict[str, Any]) -> LoginRow:
-        assert self._masker is not None
-        login = parse_login(record["body"])
+        masker = self._masker
+        assert masker is not None
+        user_id, device_type, ip, device_id, locale, app_version, create_date = parse_login(
+            record["body"])
         return LoginRow(
             record["messageId"],
-            login.user_id,
-            login.device_type,
-            None if login.ip is None else self._masker.mask_ip(login.ip),
-            None if login.device_id is None else self._masker.mask_device_id(login.device_id),
-            login.locale,
-            login.app_version,
-            login.create_date
-            or sent_date((record.get("attributes") or {}).get("SentTimestamp")),
+            user_id,
+            device_type,
+            None if ip is None else masker.mask_ip(ip),
+            None if device_id is None else masker.mask_device_id(device_id),
+            locale,
+            app_version,
+            create_date or sent_date((record.get("attributes") or {}).get("SentTimestamp")),
         )
 
     def _to_row_of(self, record: SQSRecord) -> LoginRow:
