@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from login_ingest.masking import Masker
 
 
+# SQS message ids are 36 characters: 500 of them keep a log line far below CloudWatch's
+# 256 KB event limit.
+REJECTED_IDS_PER_LINE = 500
+
+
 class LoginBatchProcessor(BatchProcessor):
     """A Powertools SQS batch processor whose records are written together, after all of them
     are validated, instead of one by one inside the record handler."""
@@ -38,6 +43,7 @@ class LoginBatchProcessor(BatchProcessor):
         self._load_masker = masker
         self._masker: Masker | None = None
         self._valid: list[tuple[dict[str, Any], LoginRow]] = []
+        self._rejected: dict[tuple[Reason, str | None], list[str]] = {}
         self._stored = 0
         self._duplicates = 0
 
@@ -64,6 +70,7 @@ class LoginBatchProcessor(BatchProcessor):
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[no-untyped-call]
         self._valid.clear()
+        self._rejected.clear()
         self._stored = self._duplicates = 0
         # Loaded per batch so that a rotated key is picked up; cached by the config layer.
         # A failure here fails the whole invocation, before any record is judged.
@@ -110,22 +117,32 @@ class LoginBatchProcessor(BatchProcessor):
             self._reject(record, Reason.INTERNAL_ERROR, error=type(error).__name__)
         return ("fail", exception[0].__name__, record)
 
-    def _reject(self, record: SQSRecord, reason: Reason, **detail: str) -> None:
+    def _reject(self, record: SQSRecord, reason: Reason, error: str | None = None) -> None:
         self.fail_messages.append(record)
         self.exceptions.append((RecordRejected, RecordRejected(reason), None))
-        logger.warning(
-            "record rejected",
-            extra={
-                "message_id": record.message_id,
-                "reason": reason.value,
-                "receive_count": (record.get("attributes") or {}).get("ApproximateReceiveCount"),
-                **detail,
-            },
-        )
+        self._rejected.setdefault((reason, error), []).append(record.message_id)
+
+    def _log_rejections(self) -> None:
+        # One line per reason rather than per record: a producer that sends nothing but bad
+        # messages would otherwise write a line per message per retry, and formatting them
+        # was most of what a bad record cost (see README, Performance).
+        for (reason, error), message_ids in self._rejected.items():
+            for start in range(0, len(message_ids), REJECTED_IDS_PER_LINE):
+                chunk = message_ids[start:start + REJECTED_IDS_PER_LINE]
+                detail = {} if error is None else {"error": error}
+                logger.warning(
+                    "records rejected",
+                    extra={"reason": reason.value, "count": len(chunk), **detail,
+                           "message_ids": chunk},
+                )
+        self._rejected.clear()
 
     def __exit__(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        if exception_type is None:
-            self._write_valid()
+        try:
+            if exception_type is None:
+                self._write_valid()
+        finally:
+            self._log_rejections()
         super().__exit__(exception_type, exception_value, traceback)  # type: ignore[no-untyped-call]
 
     def _clean(self) -> None:

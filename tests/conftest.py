@@ -95,6 +95,23 @@ def function_logs() -> Iterator[list[str]]:
     service_logger.removeHandler(capture)
 
 
+def each_rejection(lines: list[str]) -> list[tuple[str, str]]:
+    """(message id, reason code) for every rejection in the function's log lines."""
+    found = []
+    for line in map(json.loads, lines):
+        if line["message"] == "records rejected":
+            assert line["count"] == len(line["message_ids"])
+            found += [(message_id, line["reason"]) for message_id in line["message_ids"]]
+    return found
+
+
+def rejections(lines: list[str]) -> dict[str, str]:
+    """message id -> reason code, for lines of invocations that each saw a message once."""
+    found = dict(each_rejection(lines))
+    assert len(found) == len(each_rejection(lines)), "a message rejected twice"
+    return found
+
+
 # --- the whole suite's log scan ----------------------------------------------------------
 # Every line the function logs in this process, from any test, is kept and searched at the
 # end for anything shaped like an IPv4 address or a device id, and for the raw values of our

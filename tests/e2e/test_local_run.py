@@ -19,7 +19,7 @@ from login_ingest.local.run import RunOptions, RunSummary, run_pipeline
 from login_ingest.local.sqs import LocalSqsServer
 from login_ingest.masking import Masker
 from login_ingest.parsing import RecordRejected, parse_login
-from tests.conftest import shared_sample
+from tests.conftest import each_rejection, shared_sample
 
 _queue_names = (f"e2e-{n}" for n in itertools.count())
 
@@ -105,8 +105,7 @@ def test_generated_messages_end_to_end(handler_module: ModuleType, sqs_server: L
     db.execute("SELECT count(*) FROM (SELECT masked_device_id FROM user_logins"
                " GROUP BY 1 HAVING count(*) > 1) AS repeated")
     assert (db.fetchone() or (0,))[0] > 0
-    reasons = sorted(json.loads(line)["reason"] for line in function_logs
-                     if '"record rejected"' in line)
+    reasons = sorted(reason for _, reason in each_rejection(function_logs))
     assert reasons == sorted(str(m.reason) for m in malformed for _ in range(5))
     log_text = "\n".join(function_logs)
     for login in valid:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from types import ModuleType
 from typing import Any
 
@@ -11,6 +10,7 @@ import psycopg2.extensions
 from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.masking import Masker
 from login_ingest.parsing import parse_login
+from tests.conftest import rejections
 from tests.hostile_corpus import CORPUS
 from tests.integration.test_storage import sqs_event
 
@@ -34,8 +34,7 @@ def test_every_hostile_body_gets_its_outcome(handler_module: ModuleType,
     ids = {f"m{i}": (name, outcome) for i, (name, _, outcome) in enumerate(CORPUS)}
     failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert sorted(failed) == sorted(i for i, (_, o) in ids.items() if isinstance(o, str))
-    reasons = {line["message_id"]: line["reason"] for line in map(json.loads, function_logs)
-               if line["message"] == "record rejected"}
+    reasons = rejections(function_logs)
     assert {ids[i][0]: reasons[i] for i in failed} == {ids[i][0]: ids[i][1] for i in failed}
 
     db.execute(f"SELECT message_id, {', '.join(COLUMNS)} FROM user_logins")
