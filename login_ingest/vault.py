@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from login_ingest.config import ConfigError
+
 if TYPE_CHECKING:
     from login_ingest.masking import Masker
 
@@ -30,8 +32,11 @@ KMS_ENCRYPTION_CONTEXT = {"purpose": "login-ingest-pii-vault"}
 _CIPHERS_KEPT = 64
 
 
-class VaultKeyError(RuntimeError):
-    """A vault key is missing, malformed or refused; the message never quotes key material."""
+class VaultKeyError(ConfigError):
+    """A vault key is missing, malformed or refused; the message never quotes key material.
+
+    A ConfigError: the function cannot store a batch until its keys are usable again.
+    """
 
 
 @dataclass(frozen=True)
@@ -119,26 +124,34 @@ class KmsDataKeys:
     def current(self) -> DataKey:
         now = self._clock()
         if self._current is None or now - self._fetched_at >= self._max_age:
-            answer = self._kms().generate_data_key(
-                KeyId=self._kms_key_id, KeySpec="AES_256",
-                EncryptionContext=KMS_ENCRYPTION_CONTEXT)
+            answer = self._call("generate_data_key", KeyId=self._kms_key_id,
+                                KeySpec="AES_256", EncryptionContext=KMS_ENCRYPTION_CONTEXT)
             self._current = _data_key(answer["KeyId"], answer["CiphertextBlob"],
                                       answer["Plaintext"])
             self._fetched_at = now
         return self._current
 
     def unwrap(self, wrapping_key: str, wrapped: bytes) -> bytes:
-        answer = self._kms().decrypt(CiphertextBlob=wrapped, KeyId=wrapping_key,
-                                     EncryptionContext=KMS_ENCRYPTION_CONTEXT)
+        answer = self._call("decrypt", CiphertextBlob=wrapped, KeyId=wrapping_key,
+                            EncryptionContext=KMS_ENCRYPTION_CONTEXT)
         plaintext: bytes = answer["Plaintext"]
         return plaintext
 
-    def _kms(self) -> Any:
-        if self._client is None:
-            import boto3  # only the vault's AWS path needs it
+    def _call(self, operation: str, **arguments: Any) -> Any:
+        # Imported here: only the vault's AWS path needs boto3.
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
 
+        if self._client is None:
             self._client = boto3.client("kms")
-        return self._client
+        try:
+            return getattr(self._client, operation)(**arguments)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "unknown")
+            raise VaultKeyError(f"KMS refused {operation}: {code}") from None
+        except BotoCoreError as error:
+            reason = type(error).__name__
+            raise VaultKeyError(f"KMS unreachable for {operation}: {reason}") from None
 
 
 @dataclass(frozen=True)
