@@ -1,7 +1,8 @@
-"""Recovering originals from the vault: `unmask` one token, or `retokenize` the rows a
-rotated masking key left behind. The database audits every vault read.
+"""Recovery from the vault: `unmask` one token, `retokenize` rows after a masking-key rotation.
 
-    python -m login_ingest.recovery unmask TOKEN --reason "ticket: subject access request"
+The database audits every vault read.
+
+    python -m login_ingest.recovery unmask TOKEN --reason "subject access request"
     python -m login_ingest.recovery retokenize --dry-run
 
 Both read DATABASE_URL (or DB_SECRET_ID), the masking keys (MASKING_KEY or

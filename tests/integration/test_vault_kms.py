@@ -122,3 +122,21 @@ def test_vault_settings() -> None:
         Settings.from_env({"VAULT_LOCAL_KEY": "short"}).vault()
     with pytest.raises(ConfigError, match="VAULT_DATA_KEY_MAX_AGE"):
         Settings.from_env({"VAULT_DATA_KEY_MAX_AGE": "soon"})
+
+
+def test_a_kms_refusal_fails_the_invocation_with_its_code(
+        kms: Any, database_url: str, vault_db: psycopg2.extensions.cursor,
+        function_logs: list[str]) -> None:
+    missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    vault = Vault(KmsDataKeys(missing))
+    processor = LoginBatchProcessor(LoginStore(lambda: database_url), masker=lambda: MASKER,
+                                    vault=lambda: vault)
+
+    with pytest.raises(VaultKeyError):
+        processor.handle(sqs_event(json.dumps({"user_id": "u", "ip": "192.0.2.1"})),
+                         LocalLambdaContext())
+
+    (error,) = [json.loads(line) for line in function_logs if '"level":"ERROR"' in line]
+    assert error["error"] == "VaultKeyError: KMS refused generate_data_key: NotFoundException"
+    vault_db.execute("SELECT count(*) FROM user_logins")
+    assert vault_db.fetchone() == (0,)  # nothing stored without its original in the vault
