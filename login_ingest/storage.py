@@ -236,7 +236,8 @@ def _insert(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]
 def _insert_with_vault(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow],
                        sealed: SealedOriginals) -> list[str]:
     columns = [list(column) for column in zip(*rows, strict=True)]
-    tokens, ciphertexts = sealed.for_tokens(columns[3] + columns[4])
+    tokens, ciphertexts = sealed.for_tokens(
+        [row.masked_ip for row in rows] + [row.masked_device_id for row in rows])
     key = sealed.data_key
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_WITH_VAULT, [

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from login_ingest.masking import Masker
 from login_ingest.vault import LocalDataKeys, Vault, VaultKeyError, new_local_key
@@ -89,3 +91,16 @@ def test_recording_masker_masks_alike_and_remembers_originals() -> None:
     assert recorder.key_id == "k1"
     assert recorder.originals == {masker.mask_ip("192.0.2.1"): "192.0.2.1",
                                   masker.mask_device_id("d-1"): "d-1"}
+
+
+VAULT = Vault(LocalDataKeys(new_local_key()))
+
+
+@given(original=st.text(min_size=1, max_size=300), token=st.text(min_size=1, max_size=256))
+def test_every_original_round_trips_under_its_token(original: str, token: str) -> None:
+    original = original.encode("utf-8", "replace").decode()  # what the parser lets through
+    token = token.encode("utf-8", "replace").decode()
+    sealed = VAULT.seal({token: original})
+    key = sealed.data_key
+    assert VAULT.open(token, sealed.ciphertexts[token], key.data_key_id, key.wrapping_key,
+                      key.wrapped) == original
