@@ -61,3 +61,14 @@ def test_bad_secrets_fail_without_quoting_keys(raw: str, message: str) -> None:
     with pytest.raises(MaskingKeyError, match=message) as caught:
         parse_keyring(raw)
     assert K1 not in str(caught.value)
+
+
+def test_a_plain_key_moved_into_the_rotating_form_keeps_its_tokens() -> None:
+    # README, "Rotating the masking key": the generated secret holds a plain key whose id is
+    # its fingerprint; kept under that id, it goes on explaining the tokens it made.
+    before = parse_keyring(K1).current
+    rotated = parse_keyring(json.dumps(
+        {"current": "k2", "keys": {before.key_id: K1, "k2": K2}}))
+    old_token = before.mask_ip("192.0.2.1")
+    masker = rotated.masker_for(old_token)
+    assert masker is not None and masker.mask_ip("192.0.2.1") == old_token
