@@ -23,6 +23,7 @@ processor = LoginBatchProcessor(
         statement_timeout_ms=settings.db_statement_timeout_ms,
     ),
     masker=settings.masker,
+    vault=settings.vault,
 )
 
 

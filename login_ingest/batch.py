@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
     from login_ingest.masking import Masker
+    from login_ingest.vault import RecordingMasker, Vault
 
 
 # SQS message ids are 36 characters: 500 of them keep a log line far below CloudWatch's
@@ -35,13 +36,17 @@ class LoginBatchProcessor(BatchProcessor):
     """A Powertools SQS batch processor whose records are written together, after all of them
     are validated, instead of one by one inside the record handler."""
 
-    def __init__(self, store: LoginStore, masker: Callable[[], Masker]) -> None:
+    def __init__(self, store: LoginStore, masker: Callable[[], Masker],
+                 vault: Callable[[], Vault | None] = lambda: None) -> None:
         # Every record failing is reported as a full list of failures, not raised: the
         # response then shows which messages failed and why the batch came back.
         super().__init__(EventType.SQS, raise_on_entire_batch_failure=False)
         self._store = store
         self._load_masker = masker
-        self._masker: Masker | None = None
+        self._masker: Masker | RecordingMasker | None = None
+        self._load_vault = vault
+        self._vault: Vault | None = None
+        self._recorder: RecordingMasker | None = None
         self._valid: list[tuple[dict[str, Any], LoginRow]] = []
         self._rejected: dict[tuple[Reason, str | None], list[str]] = {}
         self._stored = 0
@@ -75,6 +80,11 @@ class LoginBatchProcessor(BatchProcessor):
         # Loaded per batch so that a rotated key is picked up; cached by the config layer.
         # A failure here fails the whole invocation, before any record is judged.
         self._masker = self._load_masker()
+        # With the vault on, the masker also notes each token's original, for this batch
+        # only: they are sealed and stored beside the rows, never logged.
+        self._vault = self._load_vault()
+        if self._vault is not None:
+            self._masker = self._recorder = self._vault.recorder(self._masker)
 
     def _process_record(self, record: dict[str, Any]) -> tuple[str, Any, Any]:
         # The per-record step of Powertools' BatchProcessor, without what this function
@@ -147,6 +157,7 @@ class LoginBatchProcessor(BatchProcessor):
 
     def _clean(self) -> None:
         super()._clean()  # type: ignore[no-untyped-call]
+        self._recorder = None  # the batch's originals leave memory with it
         logger.info(
             "batch processed",
             extra={
@@ -158,7 +169,10 @@ class LoginBatchProcessor(BatchProcessor):
         )
 
     def _write_valid(self) -> None:
-        result = self._store.store([row for _, row in self._valid])
+        sealed = None
+        if self._vault is not None and self._recorder is not None:
+            sealed = self._vault.seal(self._recorder.originals)
+        result = self._store.store([row for _, row in self._valid], sealed)
         if result.rejected:
             for record, row in self._valid:
                 if row.message_id in result.rejected:

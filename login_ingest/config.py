@@ -1,4 +1,4 @@
-"""Settings from the environment, and the secrets they name (database login, masking key)."""
+"""Settings from the environment, and the secrets they name (database login, masking keys)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from psycopg2.extensions import make_dsn
 
-from login_ingest.masking import Masker
+from login_ingest.keyring import Keyring, parse_keyring
+
+if TYPE_CHECKING:
+    from login_ingest.masking import Masker
+    from login_ingest.vault import Vault
 
 
 class ConfigError(RuntimeError):
@@ -32,6 +37,9 @@ class Settings:
     masking_key_id: str | None = None
     masking_secret_id: str | None = None
     secrets_max_age: int = 300
+    vault_kms_key_id: str | None = None
+    vault_local_key: str | None = None
+    vault_data_key_max_age: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -58,6 +66,10 @@ class Settings:
             masking_key_id=text("MASKING_KEY_ID"),
             masking_secret_id=text("MASKING_SECRET_ID"),
             secrets_max_age=number("SECRETS_MAX_AGE", cls.secrets_max_age),
+            vault_kms_key_id=text("VAULT_KMS_KEY_ID"),
+            vault_local_key=text("VAULT_LOCAL_KEY"),
+            vault_data_key_max_age=number("VAULT_DATA_KEY_MAX_AGE",
+                                          cls.vault_data_key_max_age),
         )
 
     def database_dsn(self) -> str:
@@ -81,35 +93,58 @@ class Settings:
             raise ConfigError(f"database secret has no {missing} field") from None
 
     def masker(self) -> Masker:
-        """The masker for the current key: MASKING_KEY, else the MASKING_SECRET_ID secret.
+        """The masker for the current key: MASKING_KEY, else the MASKING_SECRET_ID secret."""
+        return self.keyring().current
 
-        The secret holds either the key itself or JSON {"key": ..., "key_id": ...}.
-        """
+    def keyring(self) -> Keyring:
+        """Every masking key, and which one is current (see keyring.parse_keyring's forms)."""
         if self.masking_key:
-            return _masker(self.masking_key, self.masking_key_id)
+            return _keyring(self.masking_key, self.masking_key_id)
         if not self.masking_secret_id:
             raise ConfigError("set MASKING_KEY or MASKING_SECRET_ID")
         raw = _secret_text(self.masking_secret_id, self.secrets_max_age)
-        key, key_id = raw, self.masking_key_id
-        if raw.lstrip().startswith("{"):
-            try:
-                document = json.loads(raw)
-                key, key_id = document["key"], document.get("key_id", key_id)
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError("masking secret JSON must have a 'key' field") from None
-        return _masker(key, key_id)
+        return _keyring(raw, self.masking_key_id)
+
+    def vault(self) -> Vault | None:
+        """The vault of encrypted originals, or None when neither vault key is configured."""
+        if self.vault_kms_key_id and self.vault_local_key:
+            raise ConfigError("set VAULT_KMS_KEY_ID or VAULT_LOCAL_KEY, not both")
+        if not (self.vault_kms_key_id or self.vault_local_key):
+            return None
+        # One Vault per instance: it keeps the current data key, so KMS is called once per
+        # VAULT_DATA_KEY_MAX_AGE, not per batch.
+        cache_key = (self.vault_kms_key_id, self.vault_local_key, self.vault_data_key_max_age)
+        if cache_key not in _vaults:
+            _vaults.clear()
+            _vaults[cache_key] = self._new_vault()
+        return _vaults[cache_key]
+
+    def _new_vault(self) -> Vault:
+        # Imported here: the vault needs `cryptography`, which a function without a vault
+        # never loads.
+        from login_ingest import vault
+
+        try:
+            if self.vault_kms_key_id:
+                return vault.Vault(vault.KmsDataKeys(self.vault_kms_key_id,
+                                                     self.vault_data_key_max_age))
+            return vault.Vault(vault.LocalDataKeys(self.vault_local_key or ""))
+        except vault.VaultKeyError as error:
+            raise ConfigError(str(error)) from None
 
 
-_maskers: dict[tuple[str, str | None], Masker] = {}
+_keyrings: dict[tuple[str, str | None], Keyring] = {}
+_vaults: dict[tuple[str | None, str | None, int], Vault] = {}
 
 
-def _masker(key: str, key_id: str | None) -> Masker:
-    # One Masker per key: building it hashes the key, which is wasted work on a warm start.
-    cache_key = (key, key_id)
-    if cache_key not in _maskers:
-        _maskers.clear()
-        _maskers[cache_key] = Masker(key.encode(), key_id)
-    return _maskers[cache_key]
+def _keyring(raw: str, key_id: str | None) -> Keyring:
+    # One Keyring per secret value: building a Masker hashes its key, which is wasted work
+    # on a warm start. A new value (a rotation) replaces the old one.
+    cache_key = (raw, key_id)
+    if cache_key not in _keyrings:
+        _keyrings.clear()
+        _keyrings[cache_key] = parse_keyring(raw, key_id)
+    return _keyrings[cache_key]
 
 
 def _secret_text(secret_id: str, max_age: int) -> str:

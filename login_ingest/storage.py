@@ -8,12 +8,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import psycopg2
 import psycopg2.extensions
 
 from login_ingest.telemetry import logger
+
+if TYPE_CHECKING:
+    from login_ingest.vault import SealedOriginals
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -40,6 +43,28 @@ _INSERT = (
     " SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],"
     " %s::varchar[], %s::varchar[], %s::integer[], %s::date[])"
     " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+)
+
+# The same insert with the vault: one statement, so one transaction. The originals of the
+# rows it stores, and their data key, go to the vault; nothing for a redelivered or refused
+# row, nothing twice for a token already there.
+_INSERT_WITH_VAULT = (
+    "WITH data_key AS ("
+    " INSERT INTO pii_vault_keys (data_key_id, wrapping_key, wrapped_key)"
+    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING),"
+    f" stored AS (INSERT INTO user_logins ({COLUMNS})"
+    " SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],"
+    " %s::varchar[], %s::varchar[], %s::integer[], %s::date[])"
+    " ON CONFLICT (message_id) DO NOTHING"
+    " RETURNING message_id, masked_ip, masked_device_id),"
+    " vault AS ("
+    " INSERT INTO pii_vault (token, ciphertext, data_key_id)"
+    " SELECT original.token, original.ciphertext, %s"
+    " FROM unnest(%s::varchar[], %s::bytea[]) AS original (token, ciphertext)"
+    " WHERE original.token IN (SELECT masked_ip FROM stored"
+    " UNION ALL SELECT masked_device_id FROM stored)"
+    " ON CONFLICT DO NOTHING)"
+    " SELECT message_id FROM stored"
 )
 
 # Errors caused by one row's values: worth isolating the row. Anything else is about the
@@ -75,17 +100,20 @@ class LoginStore:
         self._statement_timeout_ms = statement_timeout_ms
         self._connection: psycopg2.extensions.connection | None = None
 
-    def store(self, rows: Sequence[LoginRow]) -> StoreResult:
+    def store(self, rows: Sequence[LoginRow],
+              sealed: SealedOriginals | None = None) -> StoreResult:
         """Insert `rows` in one statement, skipping message_ids already stored.
 
-        A row the database refuses is isolated by bisection and reported in `rejected`;
-        the rest are stored. Raises DatabaseUnavailable when the server cannot be used.
+        With `sealed`, the encrypted originals of the rows stored go to the vault in the
+        same statement. A row the database refuses is isolated by bisection and reported
+        in `rejected`; the rest are stored. Raises DatabaseUnavailable when the server
+        cannot be used.
         """
         if not rows:
             return StoreResult()
         reused = self._connection is not None and not self._connection.closed
         try:
-            return self._store_isolating(self._connect(), rows)
+            return self._store_isolating(self._connect(), rows, sealed)
         except _CONNECTION_ERRORS as error:
             self.close()
             if not reused:
@@ -94,7 +122,7 @@ class LoginStore:
             # restarts. One retry on a new connection is safe: the insert is idempotent.
             logger.warning("reconnecting after stale connection", extra={"error": _describe(error)})
         try:
-            return self._store_isolating(self._connect(), rows)
+            return self._store_isolating(self._connect(), rows, sealed)
         except _CONNECTION_ERRORS as error:
             self.close()
             raise DatabaseUnavailable(_describe(error)) from error
@@ -124,12 +152,14 @@ class LoginStore:
         return self._connection
 
     def _store_isolating(self, connection: psycopg2.extensions.connection,
-                         rows: Sequence[LoginRow]) -> StoreResult:
+                         rows: Sequence[LoginRow],
+                         sealed: SealedOriginals | None = None) -> StoreResult:
         # A large batch of new rows goes faster by COPY than by any INSERT. COPY is all or
         # nothing, so a redelivered message (unique violation) or a refused value leaves
         # nothing behind, and the batch goes the idempotent way. A small batch goes that
         # way at once: COPY waits for the server before sending data, one round trip more.
-        if len(rows) >= COPY_FROM_ROWS:
+        # With the vault, COPY is skipped: the vault rows must share the rows' transaction.
+        if sealed is None and len(rows) >= COPY_FROM_ROWS:
             try:
                 _copy(connection, rows)
                 return StoreResult(inserted={row.message_id for row in rows})
@@ -140,7 +170,8 @@ class LoginStore:
         while pending:
             chunk = pending.pop()
             try:
-                result.inserted.update(_insert(connection, chunk))
+                result.inserted.update(_insert(connection, chunk) if sealed is None
+                                       else _insert_with_vault(connection, chunk, sealed))
             except _ROW_ERRORS as error:
                 if len(chunk) == 1:
                     result.rejected[chunk[0].message_id] = _describe(error)
@@ -199,6 +230,19 @@ def _insert(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow]
     columns = [list(column) for column in zip(*rows, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, columns)
+        return [message_id for (message_id,) in cursor.fetchall()]
+
+
+def _insert_with_vault(connection: psycopg2.extensions.connection, rows: Sequence[LoginRow],
+                       sealed: SealedOriginals) -> list[str]:
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    tokens, ciphertexts = sealed.for_tokens(
+        [row.masked_ip for row in rows] + [row.masked_device_id for row in rows])
+    key = sealed.data_key
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_WITH_VAULT, [
+            key.data_key_id, key.wrapping_key, key.wrapped, *columns,
+            key.data_key_id, tokens, ciphertexts])
         return [message_id for (message_id,) in cursor.fetchall()]
 
 

@@ -69,6 +69,17 @@ def db(database_url: str) -> Iterator[psycopg2.extensions.cursor]:
     connection.close()
 
 
+@pytest.fixture
+def vault_db(database_url: str) -> Iterator[psycopg2.extensions.cursor]:
+    """A cursor on empty user_logins and vault tables (audit trail included)."""
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE user_logins, pii_vault, pii_vault_keys, pii_vault_audit")
+        yield cursor
+    connection.close()
+
+
 @pytest.fixture(scope="session")
 def sqs_server() -> Iterator[LocalSqsServer]:
     with LocalSqsServer() as server:

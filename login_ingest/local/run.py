@@ -255,8 +255,17 @@ def run(args: argparse.Namespace) -> int:
         print("MASKING_KEY not set: using a random key for this run"
               + (", so its tokens will not match earlier runs' in the kept database"
                  if args.keep_db else ""), file=sys.stderr)
+    if not os.environ.get("VAULT_LOCAL_KEY") and not os.environ.get("VAULT_KMS_KEY_ID"):
+        # The vault's development path: originals kept, encrypted under a throwaway key.
+        from login_ingest.vault import new_local_key
+
+        os.environ["VAULT_LOCAL_KEY"] = new_local_key()
+        print("VAULT_LOCAL_KEY not set: using a random key for this run"
+              + (", so `login_ingest.recovery` cannot open this run's vault rows later"
+                 if args.keep_db else ""), file=sys.stderr)
     # Refuse a bad key or setting here, before anything is enqueued, not in every batch.
     Settings.from_env().masker()
+    Settings.from_env().vault()
 
     with database(args.keep_db) as database_url, LocalSqsServer() as sqs_server:
         os.environ["DATABASE_URL"] = database_url

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg2.extensions
 import pytest
 
+from login_ingest.vault import new_local_key
 from tests.conftest import TEST_MASKING_KEY
 from tests.integration.test_events import EVENTS, EXPECTED_FAILURES
 
@@ -94,12 +95,15 @@ print(json.dumps({"answers": answers, "handler": handler.__file__}))
 """
 
 
+@pytest.mark.parametrize("with_vault", [False, True], ids=["no-vault", "vault"])
 def test_built_artifact_answers_every_event(tmp_path: Path, database_url: str,
-                                            db: psycopg2.extensions.cursor) -> None:
+                                            vault_db: psycopg2.extensions.cursor,
+                                            with_vault: bool) -> None:
     build = run(tool("sam", "sam"), "build", "--build-dir", str(tmp_path / "build"))
     assert build.returncode == 0, build.stdout + build.stderr
     artifact = tmp_path / "build" / "IngestFunction"
     assert (artifact / "handler.py").exists() and (artifact / "psycopg2").is_dir()
+    assert (artifact / "cryptography").is_dir()  # the vault's AES-GCM, as a Linux wheel
     assert not (artifact / "login_ingest" / "local").exists(), "local tooling is not shipped"
     assert not list(artifact.rglob("*.pyc")), "bytecode of this machine's Python is not shipped"
     assert not (artifact / "bin").exists()
@@ -107,6 +111,8 @@ def test_built_artifact_answers_every_event(tmp_path: Path, database_url: str,
     events = [str(EVENTS / name) for name in sorted(EXPECTED_FAILURES)]
     env = {"PATH": os.environ["PATH"], "DATABASE_URL": database_url,
            "MASKING_KEY": TEST_MASKING_KEY, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    if with_vault:  # cryptography's compiled module must load in the Lambda-version Python
+        env["VAULT_LOCAL_KEY"] = new_local_key()
     result = subprocess.run([lambda_python(), "-I", "-c", INVOKE_EVERY_EVENT, str(artifact),
                              *events], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=120, check=False)
@@ -117,8 +123,10 @@ def test_built_artifact_answers_every_event(tmp_path: Path, database_url: str,
     for path, answer in output["answers"].items():
         failed = [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
         assert failed == EXPECTED_FAILURES[Path(path).name], path
-    db.execute("SELECT count(*) FROM user_logins")
-    assert db.fetchone() == (5,)  # 3 valid + 2 from the mixed batch; redelivery adds none
+    vault_db.execute("SELECT count(*) FROM user_logins")
+    assert vault_db.fetchone() == (5,)  # 3 valid + 2 from the mixed batch; redelivery adds none
+    vault_db.execute("SELECT count(*) > 0 FROM pii_vault")
+    assert vault_db.fetchone() == (with_vault,)
 
 
 def container_runtime_works() -> bool:

@@ -195,3 +195,89 @@ def test_runtime_matches_the_build(template: dict[str, Any]) -> None:
 def test_outputs(template: dict[str, Any]) -> None:
     assert {"QueueUrl", "QueueArn", "DeadLetterQueueUrl", "FunctionName",
             "AlarmTopicArn"} <= set(template["Outputs"])
+
+
+# --- the PII vault's key -----------------------------------------------------------------
+
+def key_statements(template: dict[str, Any], has_recovery_principal: bool) -> list[Any]:
+    """The vault key's policy statements with HasRecoveryPrincipal decided."""
+    chosen = []
+    for statement in template["Resources"]["VaultKey"]["Properties"]["KeyPolicy"]["Statement"]:
+        if "Fn::If" in statement:
+            condition, then, otherwise = statement["Fn::If"]
+            assert condition == "HasRecoveryPrincipal"
+            statement = then if has_recovery_principal else otherwise
+            if statement == {"Ref": "AWS::NoValue"}:
+                continue
+        chosen.append(statement)
+    return chosen
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+FUNCTION_ROLE = {"AWS": {"Fn::GetAtt": ["IngestFunctionRole", "Arn"]}}
+CONTEXT = {"kms:EncryptionContext:purpose": "login-ingest-pii-vault"}
+
+
+@pytest.mark.parametrize("has_recovery_principal", [True, False])
+def test_the_function_role_can_make_vault_data_keys_but_never_open_them(
+        template: dict[str, Any], has_recovery_principal: bool) -> None:
+    found = key_statements(template, has_recovery_principal)
+    assert all(s["Effect"] == "Allow" for s in found)
+
+    to_function = [s for s in found if s["Principal"] == FUNCTION_ROLE]
+    assert [as_list(s["Action"]) for s in to_function] == [["kms:GenerateDataKey"]]
+    assert to_function[0]["Condition"]["StringEquals"] == CONTEXT
+
+    # Nobody but the recovery principal may decrypt, encrypt or re-encrypt; no "kms:*".
+    for statement in found:
+        actions = as_list(statement["Action"])
+        assert "kms:*" not in actions
+        if statement["Principal"] != {"AWS": {"Ref": "RecoveryPrincipalArn"}}:
+            assert not any(a.startswith(("kms:Decrypt", "kms:ReEncrypt", "kms:Encrypt",
+                                         "kms:CreateGrant")) for a in actions), statement
+
+    # The function's own IAM policies give it no Decrypt on this key either.
+    for statement in [*statements(template), *template["Resources"][
+            "IngestFunctionVaultPolicy"]["Properties"]["PolicyDocument"]["Statement"]]:
+        if "kms:Decrypt" in as_list(statement["Action"]):
+            assert statement["Resource"] != {"Fn::GetAtt": ["VaultKey", "Arn"]}
+            assert "kms:ViaService" in statement["Condition"]["StringEquals"]
+
+
+def test_only_the_recovery_principal_may_decrypt(template: dict[str, Any]) -> None:
+    with_principal = key_statements(template, True)
+    decrypting = [s for s in with_principal if "kms:Decrypt" in as_list(s["Action"])]
+    assert len(decrypting) == 1
+    assert decrypting[0]["Principal"] == {"AWS": {"Ref": "RecoveryPrincipalArn"}}
+    assert set(as_list(decrypting[0]["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey"}
+    assert decrypting[0]["Condition"]["StringEquals"] == CONTEXT
+    assert not any("kms:Decrypt" in as_list(s["Action"]) for s in key_statements(template, False))
+    conditions = template["Conditions"]["HasRecoveryPrincipal"]["Fn::And"]
+    assert {"Condition": "VaultOn"} in conditions
+
+
+def test_the_vault_key_rotates_is_kept_and_reaches_the_function(template: dict[str, Any]) -> None:
+    key = template["Resources"]["VaultKey"]
+    assert key["Condition"] == "VaultOn"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    assert function(template)["Environment"]["Variables"]["VAULT_KMS_KEY_ID"] == {
+        "Fn::If": ["VaultOn", {"Fn::GetAtt": ["VaultKey", "Arn"]}, ""]}
+    assert template["Parameters"]["EnableVault"]["Default"] == "false"
+
+    policy = template["Resources"]["IngestFunctionVaultPolicy"]
+    assert policy["Condition"] == "VaultOn"
+    assert policy["Properties"]["RoleName"] == {"Ref": "IngestFunctionRole"}
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "kms:GenerateDataKey"
+    assert statement["Resource"] == {"Fn::GetAtt": ["VaultKey", "Arn"]}
+    assert statement["Condition"]["StringEquals"] == CONTEXT
+
+
+def test_the_vault_context_matches_the_code(template: dict[str, Any]) -> None:
+    from login_ingest.vault import KMS_ENCRYPTION_CONTEXT
+
+    assert {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()} == CONTEXT

@@ -73,3 +73,17 @@ def test_missing_settings_are_reported() -> None:
         Settings.from_env({}).masker()
     with pytest.raises(ConfigError, match="DB_CONNECT_TIMEOUT"):
         Settings.from_env({"DB_CONNECT_TIMEOUT": "soon"})
+
+
+def test_rotated_masking_secret_masks_with_its_current_key(secretsmanager: object) -> None:
+    old = "the-first-masking-key-0123456789abcdefghij"
+    new = "the-next-masking-key-0123456789abcdefghijk"
+    secret = {"current": "k2", "keys": {"k1": old, "k2": new}}
+    secretsmanager.create_secret(  # type: ignore[attr-defined]
+        Name="masking-rotated", SecretString=json.dumps(secret))
+
+    settings = Settings.from_env({"MASKING_SECRET_ID": "masking-rotated"})
+
+    assert settings.masker().mask_ip("192.0.2.1") == Masker(new.encode(), "k2").mask_ip(
+        "192.0.2.1")
+    assert set(settings.keyring().maskers) == {"k1", "k2"}

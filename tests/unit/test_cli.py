@@ -79,3 +79,14 @@ def test_json_lines_may_start_with_an_array_line(tmp_path: Path) -> None:
 ])
 def test_database_location_is_shown_without_password(url: str) -> None:
     assert where(url) == "db.internal:6432/logins"
+
+
+@pytest.mark.parametrize("argv", [["unmask", "k1:x"], ["retokenize", "--batch-size", "0"], []])
+def test_recovery_refuses_bad_arguments_before_connecting(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from login_ingest.recovery import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    assert "usage: python -m login_ingest.recovery" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+-- The vault: the original behind each masked token, encrypted (AES-GCM, bound to the
+-- token) under a data key that KMS, or a local key in development, wraps. Only the
+-- pii_recovery role may read it (sql/003_roles.sql). One row per distinct token: an ip
+-- seen a million times is stored once.
+CREATE TABLE IF NOT EXISTS pii_vault_keys (
+    data_key_id  varchar(64) PRIMARY KEY,   -- fingerprint of wrapped_key
+    wrapping_key varchar(2048) NOT NULL,    -- the KMS key ARN, or local:<fingerprint>
+    wrapped_key  bytea NOT NULL,            -- the data key, encrypted by wrapping_key
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS pii_vault (
+    token       varchar(256) PRIMARY KEY,  -- masked_ip or masked_device_id, as stored
+    ciphertext  bytea NOT NULL,            -- format byte, nonce, AES-GCM ciphertext and tag
+    data_key_id varchar(64) NOT NULL REFERENCES pii_vault_keys (data_key_id),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every unmask and every retokenize run, written in the transaction that read the vault.
+CREATE TABLE IF NOT EXISTS pii_vault_audit (
+    audit_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    db_user    varchar(128) NOT NULL DEFAULT session_user,
+    requester  varchar(256) NOT NULL,
+    action     varchar(16) NOT NULL CHECK (action IN ('unmask', 'retokenize')),
+    token      varchar(256),               -- the token unmasked; NULL for retokenize
+    found      boolean NOT NULL,
+    reason     text NOT NULL CHECK (length(btrim(reason)) > 0)
+);

@@ -1,0 +1,138 @@
+"""The grants of sql/003_roles.sql, tried by logging in as each role: analysts read
+user_logins and nothing of the vault; the function writes but cannot read the vault;
+recovery reads one original at a time, and every read leaves an audit row."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import pytest
+
+from login_ingest.batch import LoginBatchProcessor
+from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.recovery import RecoveryError, unmask
+from login_ingest.storage import LoginStore
+from login_ingest.vault import LocalDataKeys, Vault, new_local_key
+from tests.integration.test_storage import sqs_event
+from tests.integration.test_vault_store import MASKER
+
+VAULT_TABLES = ["pii_vault", "pii_vault_keys", "pii_vault_audit"]
+
+
+@pytest.fixture
+def login_as(database_url: str, vault_db: psycopg2.extensions.cursor) -> Iterator[object]:
+    """login_as(group) -> the URL of a new LOGIN role that is a member of `group` only."""
+    created: list[str] = []
+
+    def make(group: str) -> str:
+        name = f"test_{group}_{secrets.token_hex(4)}"
+        vault_db.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE {group}')
+        created.append(name)
+        url = urlparse(database_url)
+        return url._replace(netloc=f"{name}@{url.hostname}:{url.port}").geturl()
+
+    yield make
+    for name in created:
+        vault_db.execute(f'DROP ROLE "{name}"')
+
+
+def connect(url: str) -> psycopg2.extensions.connection:
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture
+def stored(database_url: str, vault_db: psycopg2.extensions.cursor) -> Vault:
+    vault = Vault(LocalDataKeys(new_local_key()))
+    processor = LoginBatchProcessor(LoginStore(lambda: database_url), masker=lambda: MASKER,
+                                    vault=lambda: vault)
+    processor.handle(sqs_event(json.dumps({"user_id": "u1", "ip": "192.0.2.1"})),
+                     LocalLambdaContext())
+    return vault
+
+
+def test_analyst_reads_user_logins_and_nothing_of_the_vault(login_as: object,
+                                                             stored: Vault) -> None:
+    connection = connect(login_as("analyst"))  # type: ignore[operator]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT masked_ip FROM user_logins")
+        assert cursor.fetchall() == [(MASKER.mask_ip("192.0.2.1"),)]
+        for table in VAULT_TABLES:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cursor.execute(f"SELECT * FROM {table}")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("SELECT * FROM pii_unmask(%s, 'me', 'curious')",
+                           [MASKER.mask_ip("192.0.2.1")])
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("INSERT INTO user_logins (message_id) VALUES ('x')")
+    connection.close()
+
+
+def test_the_function_writes_rows_and_vault_but_cannot_read_the_vault(
+        login_as: object, vault_db: psycopg2.extensions.cursor) -> None:
+    url = login_as("login_ingest_writer")  # type: ignore[operator]
+    vault = Vault(LocalDataKeys(new_local_key()))
+    processor = LoginBatchProcessor(LoginStore(lambda: url), masker=lambda: MASKER,
+                                    vault=lambda: vault)
+    event = sqs_event(json.dumps({"user_id": "u1", "ip": "192.0.2.1", "device_id": "d-1"}))
+
+    assert processor.handle(event, LocalLambdaContext()) == {"batchItemFailures": []}
+    assert processor.handle(event, LocalLambdaContext()) == {"batchItemFailures": []}
+
+    vault_db.execute("SELECT count(*) FROM pii_vault")
+    assert vault_db.fetchone() == (2,)
+    connection = connect(url)
+    with connection.cursor() as cursor:
+        for table in VAULT_TABLES:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cursor.execute(f"SELECT * FROM {table}")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("UPDATE user_logins SET masked_ip = NULL")
+    connection.close()
+
+
+def test_recovery_unmasks_and_every_attempt_is_audited(
+        login_as: object, stored: Vault, vault_db: psycopg2.extensions.cursor) -> None:
+    url = login_as("pii_recovery")  # type: ignore[operator]
+    connection = psycopg2.connect(url)
+    token = MASKER.mask_ip("192.0.2.1")
+
+    assert unmask(connection, stored, token, "alice", "subject access request") == "192.0.2.1"
+    assert unmask(connection, stored, "k1:unknown", "alice", "typo") is None
+    with pytest.raises(RecoveryError, match="reason is required"):
+        unmask(connection, stored, token, "alice", "  ")
+
+    vault_db.execute("SELECT db_user, requester, action, token, found, reason,"
+                     " now() - at < interval '1 minute' FROM pii_vault_audit ORDER BY audit_id")
+    role = urlparse(url).username
+    assert vault_db.fetchall() == [
+        (role, "alice", "unmask", token, True, "subject access request", True),
+        (role, "alice", "unmask", "k1:unknown", False, "typo", True),
+    ]
+    # Reading the vault directly, around the audited function, is refused; and the trail
+    # cannot be rewritten by those it records.
+    for statement in ["SELECT * FROM pii_vault", "DELETE FROM pii_vault_audit"]:
+        with (pytest.raises(psycopg2.errors.InsufficientPrivilege), connection,
+              connection.cursor() as cursor):
+            cursor.execute(statement)
+    connection.close()
+
+
+def test_the_audit_refuses_an_empty_reason(database_url: str, stored: Vault) -> None:
+    connection = psycopg2.connect(database_url)
+    with pytest.raises(psycopg2.errors.CheckViolation), connection, connection.cursor() as c:
+        c.execute("SELECT * FROM pii_unmask(%s, 'alice', ' ')", [MASKER.mask_ip("192.0.2.1")])
+    connection.close()
+
+
+def test_schema_files_apply_twice(database_url: str) -> None:
+    from login_ingest.storage import apply_schema
+
+    assert apply_schema(database_url) == apply_schema(database_url)
