@@ -30,12 +30,15 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
+from login_ingest.batch import LoginBatchProcessor
+from login_ingest.config import Settings
 from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.local.generator import generate
 from login_ingest.local.postgres import LocalPostgres
 from login_ingest.masking import Masker
 from login_ingest.parsing import parse_login
-from login_ingest.storage import COLUMNS, LoginRow, apply_schema, copy_text
+from login_ingest.storage import COLUMNS, LoginRow, LoginStore, apply_schema, copy_text
+from login_ingest.vault import new_local_key
 
 REPO = Path(__file__).resolve().parents[2]
 MASKING_KEY = "benchmark-masking-key-0123456789abcdefghijk"
@@ -145,6 +148,10 @@ def run(database_url: str, rounds: int) -> dict[str, Any]:
     insert_one = f"INSERT INTO user_logins ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
     insert_many = f"INSERT INTO user_logins ({COLUMNS}) VALUES %s"
     context: Any = LocalLambdaContext()
+    # The same processor with the PII vault switched on (off by default), for its price.
+    vault_settings = Settings.from_env({**os.environ, "VAULT_LOCAL_KEY": new_local_key()})
+    with_vault = LoginBatchProcessor(LoginStore(vault_settings.database_dsn),
+                                     vault_settings.masker, vault_settings.vault)
     # One warm-up invocation: Lambda's first call pays for the connection, not the rows.
     handler.lambda_handler(sqs_event(batches[(10, 0.0)], "warm"), context)
 
@@ -198,6 +205,10 @@ def run(database_url: str, rounds: int) -> dict[str, Any]:
             event = sqs_event(batch, f"r{round_}-{size}-{share}")
             bench.measure(f"handler {size} {'5% invalid' if share else 'valid'}", size,
                           lambda event=event: handler.lambda_handler(event, context))  # type: ignore[misc]
+        for size in (100, 10_000):
+            event = sqs_event(batches[(size, 0.0)], f"v{round_}-{size}")
+            bench.measure(f"processor {size} valid, vault on", size,
+                          lambda event=event: with_vault.handle(event, context))  # type: ignore[misc]
         bench.measure("mask ip", len(ips), lambda: [masker.mask_ip(ip) for ip in ips],
                       setup=lambda: None)
         bench.measure("mask device_id", len(devices),
