@@ -4,6 +4,7 @@ write, and report exactly the failed messages back to SQS."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from login_ingest.config import ConfigError
 from login_ingest.masking import MaskingKeyError
+from login_ingest.metrics import BatchOutcome, publish
 from login_ingest.parsing import Reason, RecordRejected, parse_login, sent_date
 from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore
-from login_ingest.telemetry import logger
+from login_ingest.telemetry import logger, traced
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -40,6 +42,8 @@ class LoginBatchProcessor(BatchProcessor):
         self._valid: list[tuple[dict[str, Any], LoginRow]] = []
         self._stored = 0
         self._duplicates = 0
+        self._failed_by_reason: dict[str, int] = {}
+        self._write_ms: float | None = None
 
     def handle(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one Lambda SQS event and return Lambda's partial batch response.
@@ -48,18 +52,33 @@ class LoginBatchProcessor(BatchProcessor):
         when the batch as a whole cannot be judged (database or configuration unusable), so
         that SQS redelivers all of it.
         """
+        records = event.get("Records") if isinstance(event, dict) else None
+        received = len(records) if isinstance(records, list) else 0
+        self._failed_by_reason = {}
+        self._write_ms = None
+        failed = False
         try:
             return process_partial_response(event, self._to_row_of, self, context)
         except Exception as error:
-            records = event.get("Records") if isinstance(event, dict) else None
+            failed = True
             logger.error(
                 "invocation failed; SQS will redeliver the whole batch",
                 extra={
-                    "received": len(records) if isinstance(records, list) else None,
+                    "received": received if isinstance(records, list) else None,
                     "error": _describe(error),
                 },
             )
             raise
+        finally:
+            # Once per invocation, raised or not: a few EMF lines, never one per record.
+            publish(BatchOutcome(
+                received=received,
+                stored=0 if failed else self._stored,
+                duplicates=0 if failed else self._duplicates,
+                failed_by_reason=self._failed_by_reason,
+                write_ms=None if failed else self._write_ms,
+                invocation_failed=failed,
+            ))
 
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[no-untyped-call]
@@ -112,6 +131,7 @@ class LoginBatchProcessor(BatchProcessor):
     def _reject(self, record: SQSRecord, reason: Reason, **detail: str) -> None:
         self.fail_messages.append(record)
         self.exceptions.append((RecordRejected, RecordRejected(reason), None))
+        self._failed_by_reason[reason] = self._failed_by_reason.get(reason, 0) + 1
         logger.warning(
             "record rejected",
             extra={
@@ -140,7 +160,12 @@ class LoginBatchProcessor(BatchProcessor):
         )
 
     def _write_valid(self) -> None:
-        result = self._store.store([row for _, row in self._valid])
+        rows = [row for _, row in self._valid]
+        started = time.perf_counter()
+        with traced("store_rows"):
+            result = self._store.store(rows)
+        if rows:
+            self._write_ms = (time.perf_counter() - started) * 1000
         if result.rejected:
             for record, row in self._valid:
                 if row.message_id in result.rejected:
