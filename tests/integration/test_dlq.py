@@ -1,0 +1,197 @@
+"""The dead-letter queue tooling against moto's SQS server, on a DLQ filled by SQS itself."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from login_ingest.dlq.cli import main, parse_args, redrive
+from login_ingest.local.sqs import REGION, LocalSqsServer, QueuePair, create_queues
+from tests.conftest import REPO
+
+_names = (f"dlq-tool-{n}" for n in itertools.count())
+
+# messageId order of events/mixed-batch.json, and what each body is.
+EXPECTED = ["passes_validation", "not_json", "missing_user_id", "invalid_app_version",
+            "invalid_ip", "passes_validation"]
+SAMPLE = json.loads((REPO / "events" / "mixed-batch.json").read_text())["Records"]
+BODIES = [record["body"] for record in SAMPLE]
+RAW = {"192.0.2.44", "230-18-4471", "192.0.2.9", "999.1.1.1"}
+
+
+@dataclass
+class Stack:
+    sqs: Any
+    queues: QueuePair
+    ids: list[str]  # in BODIES' order
+    endpoint: str
+
+    def args(self, *command: str) -> list[str]:
+        return [*command, "--dlq-url", self.queues.dlq_url, "--endpoint-url", self.endpoint,
+                "--region", REGION]
+
+    def reasons(self) -> dict[str, str]:
+        return dict(zip(self.ids, EXPECTED, strict=True))
+
+
+def counts(sqs: Any, url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of `url`."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return (int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+
+
+def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    while received := sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30,
+            MessageAttributeNames=["All"]).get("Messages", []):
+        messages += received
+    return messages
+
+
+@pytest.fixture
+def stack(sqs_server: LocalSqsServer, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The sample bodies, dead-lettered by SQS after maxReceiveCount (1) failed receives."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "local")
+    sqs = sqs_server.client()
+    queues = create_queues(sqs, next(_names), max_receive_count=1, visibility_timeout=30)
+    ids = []
+    for body in BODIES:
+        ids.append(sqs.send_message(
+            QueueUrl=queues.url, MessageBody=body,
+            MessageAttributes={"producer": {"DataType": "String", "StringValue": "web"}},
+        )["MessageId"])
+    # A receive that fails the message: visible again at once. The next one dead-letters it.
+    for _ in range(3):
+        sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert counts(sqs, queues.url) == (0, 0)
+    assert counts(sqs, queues.dlq_url) == (6, 0)
+    return Stack(sqs, queues, ids, sqs_server.endpoint_url)
+
+
+def table(output: str) -> dict[str, str]:
+    """message id -> reason, from inspect's or a dry run's table."""
+    rows = {}
+    for line in output.splitlines():
+        cells = line.split()
+        if len(cells) == 7 and cells[0] != "message":
+            rows[cells[0]] = cells[-1]
+    return rows
+
+
+def test_inspect_lists_reasons_consumes_nothing_and_shows_no_personal_data(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(stack.args("inspect")) == 0
+    captured = capsys.readouterr()
+
+    assert table(captured.out) == stack.reasons()
+    assert "6 messages: invalid_app_version 1, invalid_ip 1, missing_user_id 1, " \
+           "not_json 1, passes_validation 2" in captured.out
+    text = captured.out + captured.err
+    assert not [value for value in RAW | set(BODIES) if value in text]
+    # Every message is back, visible at once; and a second look sees the same.
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+    assert main(stack.args("inspect")) == 0
+    assert table(capsys.readouterr().out) == stack.reasons()
+
+
+def test_inspect_shows_bodies_only_when_asked(stack: Stack,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("inspect"), "--show-body"]) == 0
+    out = capsys.readouterr().out
+    assert all(body in out for body in BODIES)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+
+
+def test_dry_run_moves_nothing(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--all", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert table(out) == stack.reasons()
+    assert "would move 6 of 6 messages" in out
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+    assert counts(stack.sqs, stack.queues.url) == (0, 0)
+
+
+def test_redrive_by_reason_moves_exactly_those(stack: Stack,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--reason", "passes_validation",
+                 "--reason", "invalid_ip"]) == 0
+    assert "moved 3 of 3 chosen messages (6 looked at)" in capsys.readouterr().out
+
+    moved = drain(stack.sqs, stack.queues.url)
+    assert sorted(m["Body"] for m in moved) == sorted([BODIES[0], BODIES[4], BODIES[5]])
+    # Body and attributes are kept; SQS gives each copy a new messageId.
+    assert all(m["MessageAttributes"] == {"producer": {"DataType": "String",
+                                                       "StringValue": "web"}} for m in moved)
+    assert not {m["MessageId"] for m in moved} & set(stack.ids)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (3, 0)
+    assert main(stack.args("inspect")) == 0
+    assert table(capsys.readouterr().out) == {
+        stack.ids[i]: EXPECTED[i] for i in (1, 2, 3)}
+
+
+def test_redrive_by_id_moves_exactly_that_one(stack: Stack,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--id", stack.ids[2], "--id", "no-such-id"]) == 0
+    captured = capsys.readouterr()
+    assert "moved 1 of 1 chosen messages" in captured.out
+    assert "not in the dead-letter queue: no-such-id" in captured.err
+    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[2]]
+    assert counts(stack.sqs, stack.queues.dlq_url) == (5, 0)
+
+
+def test_redrive_all_falls_back_to_moving_message_by_message(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # moto has no message-move task: the tool finds out and moves the messages itself.
+    assert main([*stack.args("redrive"), "--all"]) == 0
+    captured = capsys.readouterr()
+    assert "no message-move task" in captured.err
+    assert "moved 6 of 6 chosen messages" in captured.out
+    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(BODIES)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (0, 0)
+
+
+class DeleteFails:
+    """The real client, except that deleting from the dead-letter queue fails as told."""
+
+    def __init__(self, sqs: Any, error: Exception) -> None:
+        self._sqs = sqs
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        raise self._error
+
+
+@pytest.mark.parametrize("error", [
+    ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try later"}},
+                "DeleteMessageBatch"),
+    KeyboardInterrupt(),  # the operator's Ctrl-C, or a crash, right after the send
+], ids=["delete refused", "interrupted after send"])
+def test_a_failure_between_send_and_delete_loses_nothing(
+    stack: Stack, capsys: pytest.CaptureFixture[str], error: BaseException
+) -> None:
+    args = parse_args([*stack.args("redrive"), "--reason", "not_json"])
+    client = DeleteFails(stack.sqs, error)  # type: ignore[arg-type]
+    if isinstance(error, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            redrive(client, stack.queues.dlq_url, args)
+    else:
+        assert redrive(client, stack.queues.dlq_url, args) == 1
+        assert f"now in both queues: {stack.ids[1]}" in capsys.readouterr().err
+
+    # The copy was sent, and the original is still in the DLQ, visible again.
+    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[1]]
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
