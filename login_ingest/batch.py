@@ -70,7 +70,12 @@ class LoginBatchProcessor(BatchProcessor):
             )
             raise
         finally:
-            # Once per invocation, raised or not: a few EMF lines, never one per record.
+            self._publish_metrics(received, failed)
+
+    def _publish_metrics(self, received: int, failed: bool) -> None:
+        # Once per invocation, raised or not: a few EMF lines, never one per record. Metrics
+        # that cannot be published must not fail a batch that is already stored.
+        try:
             publish(BatchOutcome(
                 received=received,
                 stored=0 if failed else self._stored,
@@ -79,6 +84,8 @@ class LoginBatchProcessor(BatchProcessor):
                 write_ms=None if failed else self._write_ms,
                 invocation_failed=failed,
             ))
+        except Exception as error:
+            logger.warning("metrics not published", extra={"error": type(error).__name__})
 
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ import pytest
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-from login_ingest import telemetry
+from login_ingest import batch, telemetry
 from login_ingest.batch import LoginBatchProcessor
 from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.masking import Masker
@@ -248,3 +248,19 @@ def test_handler_imports_without_the_xray_sdk_when_tracing_is_off(database_url: 
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(REPO), env=env,
                             capture_output=True, text=True, check=False)
     assert result.stdout.strip() == "imported", result.stderr
+
+
+def test_metrics_that_cannot_be_published_do_not_fail_the_batch(
+    handler_module: ModuleType, db: psycopg2.extensions.cursor, function_logs: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(outcome: Any) -> None:
+        raise RuntimeError("the metrics sink is broken")
+
+    monkeypatch.setattr(batch, "publish", broken)
+    response = handler_module.lambda_handler(load("valid-batch.json"), LocalLambdaContext())
+    assert response == {"batchItemFailures": []}
+    db.execute("SELECT count(*) FROM user_logins")
+    assert db.fetchone() == (3,)
+    (warning,) = [json.loads(line) for line in function_logs if "metrics not" in line]
+    assert warning["error"] == "RuntimeError"
