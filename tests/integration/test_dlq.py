@@ -195,3 +195,15 @@ def test_a_failure_between_send_and_delete_loses_nothing(
     # The copy was sent, and the original is still in the DLQ, visible again.
     assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[1]]
     assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+
+
+def test_queues_by_name(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    dlq_name = stack.queues.dlq_url.rsplit("/", 1)[1]
+    source_name = stack.queues.url.rsplit("/", 1)[1]
+    assert main(["redrive", "--dlq-name", dlq_name, "--queue-name", source_name,
+                 "--endpoint-url", stack.endpoint, "--region", REGION,
+                 "--id", stack.ids[3]]) == 0
+    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[3]]
+    assert main(["inspect", "--dlq-name", "no-such-queue", "--endpoint-url", stack.endpoint,
+                 "--region", REGION]) == 2
+    assert "error: QueueDoesNotExist" in capsys.readouterr().err
