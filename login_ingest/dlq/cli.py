@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import boto3
+import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
 from login_ingest.dlq.move import MoveReport, move_messages, move_task
 from login_ingest.dlq.peek import PASSES, DeadLetter, Held, peek
+from login_ingest.dlq.stored import mark_stored
 from login_ingest.parsing import Reason
 
 REASONS = sorted([reason.value for reason in Reason] + [PASSES])
@@ -32,6 +34,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     where.add_argument("--hide-seconds", type=int, default=300,
                        help="how long messages stay hidden while looked at; they are made "
                             "visible again at the end (default %(default)s)")
+    where.add_argument("--database-url", metavar="URL",
+                       help="libpq URI of the database: look up which messages are stored "
+                            "already (a redrive never moves those)")
 
     parser = argparse.ArgumentParser(
         prog="python -m login_ingest.dlq",
@@ -73,13 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inspect":
             return inspect(sqs, dlq_url, args)
         return redrive(sqs, dlq_url, args)
-    except (ClientError, BotoCoreError, LookupError, RuntimeError) as error:
+    except (ClientError, BotoCoreError, LookupError, RuntimeError, psycopg2.Error) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
 
 
 def inspect(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
     with peek(sqs, dlq_url, limit=args.limit, hide_seconds=args.hide_seconds) as held:
+        if args.database_url:
+            mark_stored(held.messages, args.database_url)
         print_table(held.messages)
         if args.show_body:
             print("\nbodies (personal data: do not paste them anywhere):")
@@ -103,6 +110,15 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
         chosen = [m for m in held.messages if args.all
                   or (args.reason and m.reason in args.reason)
                   or (args.id and m.message_id in args.id)]
+        if args.database_url:
+            mark_stored(chosen, args.database_url)
+            for message in (m for m in chosen if m.stored):
+                print(f"already stored, not moved: {message.message_id}", file=sys.stderr)
+            chosen = [m for m in chosen if not m.stored]
+        elif any(m.reason == PASSES for m in chosen):
+            print("some messages pass validation: they may be stored already "
+                  "(see README, Redrive and idempotency); --database-url checks",
+                  file=sys.stderr)
         if args.id:
             missing = sorted(set(args.id) - {m.message_id for m in chosen})
             for message_id in missing:
@@ -152,9 +168,12 @@ def _when(moment: datetime.datetime | None) -> str:
 
 def print_table(messages: Sequence[DeadLetter]) -> None:
     """One line per message: never its body, ip or device id."""
-    header = ("message id", "receives", "sent (UTC)", "first received (UTC)", "reason")
+    looked_up = any(m.stored is not None for m in messages)
+    header: tuple[str, ...] = ("message id", "receives", "sent (UTC)", "first received (UTC)",
+                               "reason", *(["stored"] if looked_up else []))
     rows = [(m.message_id, str(m.receive_count), _when(m.sent_at), _when(m.first_received_at),
-             m.reason) for m in messages]
+             m.reason, *([("yes" if m.stored else "no")] if looked_up else []))
+            for m in messages]
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))

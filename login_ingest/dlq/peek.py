@@ -27,6 +27,7 @@ class DeadLetter:
     first_received_at: datetime.datetime | None  # ApproximateFirstReceiveTimestamp
     reason: str  # a parsing reason code, or PASSES
     message_attributes: dict[str, Any] = field(default_factory=dict)
+    stored: bool | None = None  # whether the table has its row, when that was looked up
 
 
 def verdict(body: str, sent_timestamp: str | None) -> str:

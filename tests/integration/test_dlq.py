@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2.extensions
 import pytest
 from botocore.exceptions import ClientError
 
@@ -233,3 +234,36 @@ def test_queues_by_name(stack: Stack, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["inspect", "--dlq-name", "no-such-queue", "--endpoint-url", stack.endpoint,
                  "--region", REGION]) == 2
     assert "error: QueueDoesNotExist" in capsys.readouterr().err
+
+
+def test_stored_messages_are_shown_and_never_redriven(
+    stack: Stack, capsys: pytest.CaptureFixture[str], database_url: str,
+    db: psycopg2.extensions.cursor,
+) -> None:
+    # The first sample was committed before its invocation failed, and then dead-lettered.
+    db.execute("INSERT INTO user_logins (message_id, user_id, create_date)"
+               " VALUES (%s, 'u-1', '2024-12-03')", (stack.ids[0],))
+
+    assert main([*stack.args("inspect"), "--database-url", database_url]) == 0
+    stored = {cells[0]: cells[-1] for cells in map(str.split, capsys.readouterr().out
+                                                   .splitlines()) if len(cells) == 8}
+    assert stored == {message_id: "yes" if i == 0 else "no"
+                      for i, message_id in enumerate(stack.ids)}
+
+    # Without the lookup, a redrive of what passes validation moves both, with a warning.
+    assert main([*stack.args("redrive"), "--reason", "passes_validation", "--dry-run"]) == 0
+    assert "--database-url checks" in capsys.readouterr().err
+
+
+def test_redrive_skips_what_is_stored(stack: Stack, capsys: pytest.CaptureFixture[str],
+                                      database_url: str,
+                                      db: psycopg2.extensions.cursor) -> None:
+    db.execute("INSERT INTO user_logins (message_id, user_id, create_date)"
+               " VALUES (%s, 'u-1', '2024-12-03')", (stack.ids[0],))
+    assert main([*stack.args("redrive"), "--reason", "passes_validation",
+                 "--database-url", database_url]) == 0
+    captured = capsys.readouterr()
+    assert f"already stored, not moved: {stack.ids[0]}" in captured.err
+    assert "moved 1 of 1 chosen messages" in captured.out
+    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[5]]
+    assert counts(stack.sqs, stack.queues.dlq_url) == (5, 0)
