@@ -119,7 +119,7 @@ class LoginBatchProcessor(BatchProcessor):
             login.locale,
             login.app_version,
             login.create_date
-            or sent_date((record.get("attributes") or {}).get("SentTimestamp")),
+            or sent_date(sent_timestamp(record)),
         )
 
     def _to_row_of(self, record: SQSRecord) -> LoginRow:
@@ -183,6 +183,19 @@ class LoginBatchProcessor(BatchProcessor):
             if row.message_id not in result.rejected)
         self._stored = len(result.inserted)
         self._duplicates = len(self.success_messages) - self._stored
+
+
+# A message attribute the dead-letter tooling puts on a redriven copy: SQS stamps the copy
+# anew, and a login without create_date keeps the date of its first sending.
+ORIGINAL_SENT_TIMESTAMP = "original_sent_timestamp"
+
+
+def sent_timestamp(record: dict[str, Any]) -> str | None:
+    """The record's SentTimestamp: its first sending's, when it is a redriven copy."""
+    original = (record.get("messageAttributes") or {}).get(ORIGINAL_SENT_TIMESTAMP)
+    if isinstance(original, dict) and original.get("stringValue"):
+        return original["stringValue"]  # type: ignore[no-any-return]
+    return (record.get("attributes") or {}).get("SentTimestamp")  # type: ignore[no-any-return]
 
 
 # Errors whose messages we write ourselves and which therefore quote no input.

@@ -67,6 +67,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        help="the message with this id (repeatable)")
     redrive.add_argument("--dry-run", action="store_true",
                          help="print what would move, and move nothing")
+    redrive.add_argument("--by-message", action="store_true",
+                         help="with --all, move message by message even where SQS's "
+                              "message-move task is available: each copy then keeps its "
+                              "first sending's time, which dates a login without create_date")
     return parser.parse_args(argv)
 
 
@@ -98,7 +102,7 @@ def inspect(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
 
 def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
     source_url = source_queue(sqs, dlq_url, args)
-    if args.all and not args.dry_run:
+    if args.all and not args.dry_run and not args.by_message:
         report = move_task(sqs, queue_arn(sqs, dlq_url), queue_arn(sqs, source_url),
                            progress_bar(None, "moving (SQS message-move task)").update)
         if report is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from login_ingest.batch import ORIGINAL_SENT_TIMESTAMP
 from login_ingest.dlq.peek import DeadLetter, Held
 
 Progress = Callable[[int], None]  # called with how many messages were just moved
@@ -64,9 +65,7 @@ def move_messages(sqs: Any, held: Held, chosen: Sequence[DeadLetter], dlq_url: s
     for start in range(0, len(chosen), 10):
         chunk = {str(i): message for i, message in enumerate(chosen[start:start + 10])}
         sent = sqs.send_message_batch(QueueUrl=source_url, Entries=[
-            {"Id": entry_id, "MessageBody": message.body,
-             **({"MessageAttributes": _sendable(message.message_attributes)}
-                if message.message_attributes else {})}
+            {"Id": entry_id, "MessageBody": message.body, **_attributes_of_copy(message)}
             for entry_id, message in chunk.items()])
         report.not_sent += [chunk[f["Id"]].message_id for f in sent.get("Failed", [])]
         copied = [chunk[entry["Id"]] for entry in sent.get("Successful", [])]
@@ -105,8 +104,14 @@ def _delete(sqs: Any, dlq_url: str, messages: list[DeadLetter], attempts: int = 
     return deleted
 
 
-def _sendable(attributes: dict[str, Any]) -> dict[str, Any]:
-    """Received message attributes in the shape SendMessage takes."""
+def _attributes_of_copy(message: DeadLetter) -> dict[str, Any]:
+    """The message's attributes in the shape SendMessage takes, and its first sending's time
+    (SQS stamps the copy anew; the function dates a login without create_date by it)."""
     keys = ("DataType", "StringValue", "BinaryValue")
-    return {name: {key: value[key] for key in keys if key in value}
-            for name, value in attributes.items()}
+    attributes = {name: {key: value[key] for key in keys if key in value}
+                  for name, value in message.message_attributes.items()}
+    # SQS takes at most 10 attributes: a message that has them all keeps only its own.
+    if message.sent_timestamp and len(attributes) < 10:
+        attributes.setdefault(ORIGINAL_SENT_TIMESTAMP,
+                              {"DataType": "Number", "StringValue": message.sent_timestamp})
+    return {"MessageAttributes": attributes} if attributes else {}

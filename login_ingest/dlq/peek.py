@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from login_ingest.batch import ORIGINAL_SENT_TIMESTAMP
 from login_ingest.parsing import RecordRejected, parse_login, sent_date
 
 # The verdict on a body that the function would accept today: it was dead-lettered for
@@ -23,7 +24,8 @@ class DeadLetter:
     receipt_handle: str
     body: str
     receive_count: int  # SQS's ApproximateReceiveCount, this look included
-    sent_at: datetime.datetime | None  # SentTimestamp: when the producer sent it
+    sent_timestamp: str | None  # when the producer sent it, SQS's text (epoch milliseconds)
+    sent_at: datetime.datetime | None  # the same, as a time
     first_received_at: datetime.datetime | None  # ApproximateFirstReceiveTimestamp
     reason: str  # a parsing reason code, or PASSES
     message_attributes: dict[str, Any] = field(default_factory=dict)
@@ -49,15 +51,20 @@ def _moment(millis: str | None) -> datetime.datetime | None:
 
 def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     attributes = message.get("Attributes", {})
+    message_attributes = message.get("MessageAttributes", {})
+    # A copy redriven before carries its first sending's time, which the function uses.
+    original = message_attributes.get(ORIGINAL_SENT_TIMESTAMP, {}).get("StringValue")
+    sent = original or attributes.get("SentTimestamp")
     return DeadLetter(
         message_id=message["MessageId"],
         receipt_handle=message["ReceiptHandle"],
         body=message["Body"],
         receive_count=int(attributes.get("ApproximateReceiveCount", 0)),
-        sent_at=_moment(attributes.get("SentTimestamp")),
+        sent_timestamp=sent,
+        sent_at=_moment(sent),
         first_received_at=_moment(attributes.get("ApproximateFirstReceiveTimestamp")),
-        reason=verdict(message["Body"], attributes.get("SentTimestamp")),
-        message_attributes=message.get("MessageAttributes", {}),
+        reason=verdict(message["Body"], sent),
+        message_attributes=message_attributes,
     )
 
 

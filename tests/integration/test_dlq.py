@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import psycopg2.extensions
 import pytest
 from botocore.exceptions import ClientError
 
+from login_ingest.batch import ORIGINAL_SENT_TIMESTAMP
 from login_ingest.dlq.cli import main, parse_args, redrive
+from login_ingest.local.esm import LocalLambdaContext
 from login_ingest.local.sqs import REGION, LocalSqsServer, QueuePair, create_queues
 from tests.conftest import REPO
 
@@ -31,6 +35,7 @@ class Stack:
     queues: QueuePair
     ids: list[str]  # in BODIES' order
     endpoint: str
+    sent_timestamp: int  # epoch milliseconds, no later than the samples' SentTimestamp
 
     def args(self, *command: str) -> list[str]:
         return [*command, "--dlq-url", self.queues.dlq_url, "--endpoint-url", self.endpoint,
@@ -52,7 +57,8 @@ def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     while received := sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30,
-            MessageAttributeNames=["All"]).get("Messages", []):
+            MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+    ).get("Messages", []):
         messages += received
     return messages
 
@@ -65,6 +71,7 @@ def stack(sqs_server: LocalSqsServer, monkeypatch: pytest.MonkeyPatch) -> Stack:
     sqs = sqs_server.client()
     queues = create_queues(sqs, next(_names), max_receive_count=1, visibility_timeout=30)
     ids = []
+    sent_timestamp = int(time.time() * 1000) - 1000
     for body in BODIES:
         ids.append(sqs.send_message(
             QueueUrl=queues.url, MessageBody=body,
@@ -75,7 +82,7 @@ def stack(sqs_server: LocalSqsServer, monkeypatch: pytest.MonkeyPatch) -> Stack:
         sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10, VisibilityTimeout=0)
     assert counts(sqs, queues.url) == (0, 0)
     assert counts(sqs, queues.dlq_url) == (6, 0)
-    return Stack(sqs, queues, ids, sqs_server.endpoint_url)
+    return Stack(sqs, queues, ids, sqs_server.endpoint_url, sent_timestamp)
 
 
 def table(output: str) -> dict[str, str]:
@@ -130,9 +137,15 @@ def test_redrive_by_reason_moves_exactly_those(stack: Stack,
 
     moved = drain(stack.sqs, stack.queues.url)
     assert sorted(m["Body"] for m in moved) == sorted([BODIES[0], BODIES[4], BODIES[5]])
-    # Body and attributes are kept; SQS gives each copy a new messageId.
-    assert all(m["MessageAttributes"] == {"producer": {"DataType": "String",
-                                                       "StringValue": "web"}} for m in moved)
+    # Body and attributes are kept, and the first sending's time is added; SQS gives each
+    # copy a new messageId and a new SentTimestamp.
+    for copy in moved:
+        attributes = copy["MessageAttributes"]
+        original = attributes.pop(ORIGINAL_SENT_TIMESTAMP)
+        assert attributes == {"producer": {"DataType": "String", "StringValue": "web"}}
+        assert original["DataType"] == "Number"
+        assert stack.sent_timestamp <= int(original["StringValue"]) <= int(
+            copy["Attributes"]["SentTimestamp"])
     assert not {m["MessageId"] for m in moved} & set(stack.ids)
     assert counts(stack.sqs, stack.queues.dlq_url) == (3, 0)
     assert main(stack.args("inspect")) == 0
@@ -155,10 +168,19 @@ def test_redrive_all_uses_the_message_move_task(stack: Stack,
     # The local server has SQS's message-move task (login_ingest/local/sqs.py).
     assert main([*stack.args("redrive"), "--all"]) == 0
     assert f"moved 6 messages to {stack.queues.url}" in capsys.readouterr().out
+    # The task copies attributes as they are: it cannot add the first sending's time.
     moved = drain(stack.sqs, stack.queues.url)
     assert sorted(m["Body"] for m in moved) == sorted(BODIES)
-    assert all(m["MessageAttributes"]["producer"]["StringValue"] == "web" for m in moved)
+    assert all(m["MessageAttributes"] == {"producer": {"DataType": "String",
+                                                       "StringValue": "web"}} for m in moved)
     assert counts(stack.sqs, stack.queues.dlq_url) == (0, 0)
+
+
+def test_redrive_all_by_message(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--all", "--by-message"]) == 0
+    assert "moved 6 of 6 chosen messages" in capsys.readouterr().out
+    moved = drain(stack.sqs, stack.queues.url)
+    assert all(ORIGINAL_SENT_TIMESTAMP in m["MessageAttributes"] for m in moved)
 
 
 class NoMoveTask:
@@ -267,3 +289,19 @@ def test_redrive_skips_what_is_stored(stack: Stack, capsys: pytest.CaptureFixtur
     assert "moved 1 of 1 chosen messages" in captured.out
     assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[5]]
     assert counts(stack.sqs, stack.queues.dlq_url) == (5, 0)
+
+
+def test_a_redriven_copy_keeps_its_first_sending_date(
+    handler_module: ModuleType, db: psycopg2.extensions.cursor
+) -> None:
+    # A login without create_date, sent on 2024-12-03 and redriven on 2024-12-20.
+    record = {**SAMPLE[0], "attributes": {**SAMPLE[0]["attributes"],
+                                          "SentTimestamp": "1734652800000"},
+              "messageAttributes": {ORIGINAL_SENT_TIMESTAMP: {
+                  "stringValue": "1733234400000", "dataType": "Number",
+                  "stringListValues": [], "binaryListValues": []}}}
+    assert "create_date" not in json.loads(record["body"])
+    response = handler_module.lambda_handler({"Records": [record]}, LocalLambdaContext())
+    assert response == {"batchItemFailures": []}
+    db.execute("SELECT create_date::text FROM user_logins")
+    assert db.fetchall() == [("2024-12-03",)]
