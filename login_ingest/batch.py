@@ -192,7 +192,8 @@ ORIGINAL_SENT_TIMESTAMP = "original_sent_timestamp"
 
 def sent_timestamp(record: dict[str, Any]) -> str | None:
     """The record's SentTimestamp: its first sending's, when it is a redriven copy."""
-    original = (record.get("messageAttributes") or {}).get(ORIGINAL_SENT_TIMESTAMP)
+    attributes = record.get("messageAttributes")
+    original = attributes.get(ORIGINAL_SENT_TIMESTAMP) if isinstance(attributes, dict) else None
     if isinstance(original, dict) and original.get("stringValue"):
         return original["stringValue"]  # type: ignore[no-any-return]
     return (record.get("attributes") or {}).get("SentTimestamp")  # type: ignore[no-any-return]

@@ -102,7 +102,8 @@ def inspect(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
 
 def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
     source_url = source_queue(sqs, dlq_url, args)
-    if args.all and not args.dry_run and not args.by_message:
+    # The task moves everything as it is: not with a stored-message check, nor --by-message.
+    if args.all and not (args.dry_run or args.by_message or args.database_url):
         report = move_task(sqs, queue_arn(sqs, dlq_url), queue_arn(sqs, source_url),
                            progress_bar(None, "moving (SQS message-move task)").update)
         if report is not None:

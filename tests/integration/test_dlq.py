@@ -277,18 +277,20 @@ def test_stored_messages_are_shown_and_never_redriven(
     assert "--database-url checks" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("selection", [["--reason", "passes_validation"], ["--all"]])
 def test_redrive_skips_what_is_stored(stack: Stack, capsys: pytest.CaptureFixture[str],
-                                      database_url: str,
-                                      db: psycopg2.extensions.cursor) -> None:
+                                      database_url: str, db: psycopg2.extensions.cursor,
+                                      selection: list[str]) -> None:
     db.execute("INSERT INTO user_logins (message_id, user_id, create_date)"
                " VALUES (%s, 'u-1', '2024-12-03')", (stack.ids[0],))
-    assert main([*stack.args("redrive"), "--reason", "passes_validation",
-                 "--database-url", database_url]) == 0
+    assert main([*stack.args("redrive"), *selection, "--database-url", database_url]) == 0
     captured = capsys.readouterr()
     assert f"already stored, not moved: {stack.ids[0]}" in captured.err
-    assert "moved 1 of 1 chosen messages" in captured.out
-    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[5]]
-    assert counts(stack.sqs, stack.queues.dlq_url) == (5, 0)
+    expected = [5] if selection[0] == "--reason" else [1, 2, 3, 4, 5]
+    assert f"moved {len(expected)} of {len(expected)} chosen messages" in captured.out
+    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(
+        BODIES[i] for i in expected)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6 - len(expected), 0)
 
 
 def test_a_redriven_copy_keeps_its_first_sending_date(
