@@ -104,8 +104,12 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
     source_url = source_queue(sqs, dlq_url, args)
     # The task moves everything as it is: not with a stored-message check, nor --by-message.
     if args.all and not (args.dry_run or args.by_message or args.database_url):
-        report = move_task(sqs, queue_arn(sqs, dlq_url), queue_arn(sqs, source_url),
-                           progress_bar(None, "moving (SQS message-move task)").update)
+        task_bar = progress_bar(None, "moving (SQS message-move task)")
+        try:
+            report = move_task(sqs, queue_arn(sqs, dlq_url), queue_arn(sqs, source_url),
+                               task_bar.update)
+        finally:
+            task_bar.close()
         if report is not None:
             print(f"moved {report.moved} messages to {source_url}")
             return 0
@@ -115,6 +119,8 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
         chosen = [m for m in held.messages if args.all
                   or (args.reason and m.reason in args.reason)
                   or (args.id and m.message_id in args.id)]
+        for message_id in sorted(set(args.id or ()) - {m.message_id for m in chosen}):
+            print(f"not in the dead-letter queue: {message_id}", file=sys.stderr)
         if args.database_url:
             mark_stored(chosen, args.database_url)
             for message in (m for m in chosen if m.stored):
@@ -124,10 +130,6 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
             print("some messages pass validation: they may be stored already "
                   "(see README, Redrive and idempotency); --database-url checks",
                   file=sys.stderr)
-        if args.id:
-            missing = sorted(set(args.id) - {m.message_id for m in chosen})
-            for message_id in missing:
-                print(f"not in the dead-letter queue: {message_id}", file=sys.stderr)
         if args.dry_run:
             print_table(chosen)
             print(f"dry run: would move {len(chosen)} of {len(held.messages)} messages "

@@ -1,5 +1,4 @@
-"""Move dead-lettered messages back to their source queue, never deleting one before its copy
-is sent."""
+"""Move dead-lettered messages back to their queue; none is deleted before its copy is sent."""
 
 from __future__ import annotations
 
