@@ -47,11 +47,12 @@ test: lint tools
 	$(BIN)/python -m pytest
 
 # Called by `sam build` (template.yaml: BuildMethod makefile) with ARTIFACTS_DIR set: the
-# function's code without the local tooling, and its requirements as Lambda's Linux wheels.
+# function's code without the local and operations tooling, and its requirements as
+# Lambda's Linux wheels.
 LAMBDA_PYTHON := 3.12
 build-IngestFunction:
 	cp handler.py "$(ARTIFACTS_DIR)/"
-	tar -c --exclude=login_ingest/local --exclude=__pycache__ login_ingest | tar -x -C "$(ARTIFACTS_DIR)"
+	tar -c --exclude=login_ingest/local --exclude=login_ingest/dlq --exclude=__pycache__ login_ingest | tar -x -C "$(ARTIFACTS_DIR)"
 	if [ -d certs ]; then cp -r certs "$(ARTIFACTS_DIR)/"; fi
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target "$(ARTIFACTS_DIR)" \
 		--platform manylinux2014_x86_64 --implementation cp --python-version $(LAMBDA_PYTHON) \

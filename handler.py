@@ -28,6 +28,9 @@ processor = LoginBatchProcessor(
 
 
 # log_event=False even if POWERTOOLS_LOGGER_LOG_EVENT says otherwise: events carry raw PII.
+# The request id is the invocation's correlation id: every log line of it carries the id,
+# and `sam logs --filter` or Logs Insights finds them all (see README, Runbook).
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    logger.set_correlation_id(context.aws_request_id)
     return processor.handle(event, context)

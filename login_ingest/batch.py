@@ -4,6 +4,7 @@ write, and report exactly the failed messages back to SQS."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from login_ingest.config import ConfigError
 from login_ingest.masking import MaskingKeyError
+from login_ingest.metrics import BatchOutcome, publish
 from login_ingest.parsing import Reason, RecordRejected, parse_login, sent_date
 from login_ingest.storage import DatabaseUnavailable, LoginRow, LoginStore
-from login_ingest.telemetry import logger
+from login_ingest.telemetry import logger, traced
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -51,6 +53,8 @@ class LoginBatchProcessor(BatchProcessor):
         self._rejected: dict[tuple[Reason, str | None], list[str]] = {}
         self._stored = 0
         self._duplicates = 0
+        self._failed_by_reason: dict[str, int] = {}
+        self._write_ms: float | None = None
 
     def handle(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one Lambda SQS event and return Lambda's partial batch response.
@@ -59,18 +63,40 @@ class LoginBatchProcessor(BatchProcessor):
         when the batch as a whole cannot be judged (database or configuration unusable), so
         that SQS redelivers all of it.
         """
+        records = event.get("Records") if isinstance(event, dict) else None
+        received = len(records) if isinstance(records, list) else 0
+        self._failed_by_reason = {}
+        self._write_ms = None
+        failed = False
         try:
             return process_partial_response(event, self._to_row_of, self, context)
         except Exception as error:
-            records = event.get("Records") if isinstance(event, dict) else None
+            failed = True
             logger.error(
                 "invocation failed; SQS will redeliver the whole batch",
                 extra={
-                    "received": len(records) if isinstance(records, list) else None,
+                    "received": received if isinstance(records, list) else None,
                     "error": _describe(error),
                 },
             )
             raise
+        finally:
+            self._publish_metrics(received, failed)
+
+    def _publish_metrics(self, received: int, failed: bool) -> None:
+        # Once per invocation, raised or not: a few EMF lines, never one per record. Metrics
+        # that cannot be published must not fail a batch that is already stored.
+        try:
+            publish(BatchOutcome(
+                received=received,
+                stored=0 if failed else self._stored,
+                duplicates=0 if failed else self._duplicates,
+                failed_by_reason=self._failed_by_reason,
+                write_ms=None if failed else self._write_ms,
+                invocation_failed=failed,
+            ))
+        except Exception as error:
+            logger.warning("metrics not published", extra={"error": type(error).__name__})
 
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[no-untyped-call]
@@ -111,7 +137,7 @@ class LoginBatchProcessor(BatchProcessor):
             None if device_id is None else masker.mask_device_id(device_id),
             locale,
             app_version,
-            create_date or sent_date((record.get("attributes") or {}).get("SentTimestamp")),
+            create_date or sent_date(sent_timestamp(record)),
         )
 
     def _to_row_of(self, record: SQSRecord) -> LoginRow:
@@ -130,6 +156,7 @@ class LoginBatchProcessor(BatchProcessor):
     def _reject(self, record: SQSRecord, reason: Reason, error: str | None = None) -> None:
         self.fail_messages.append(record)
         self.exceptions.append((RecordRejected, RecordRejected(reason), None))
+        self._failed_by_reason[reason] = self._failed_by_reason.get(reason, 0) + 1
         self._rejected.setdefault((reason, error), []).append(record.message_id)
 
     def _log_rejections(self) -> None:
@@ -172,7 +199,12 @@ class LoginBatchProcessor(BatchProcessor):
         sealed = None
         if self._vault is not None and self._recorder is not None:
             sealed = self._vault.seal(self._recorder.originals)
-        result = self._store.store([row for _, row in self._valid], sealed)
+        rows = [row for _, row in self._valid]
+        started = time.perf_counter()
+        with traced("store_rows"):
+            result = self._store.store(rows, sealed)
+        if rows:
+            self._write_ms = (time.perf_counter() - started) * 1000
         if result.rejected:
             for record, row in self._valid:
                 if row.message_id in result.rejected:
@@ -183,6 +215,20 @@ class LoginBatchProcessor(BatchProcessor):
             if row.message_id not in result.rejected)
         self._stored = len(result.inserted)
         self._duplicates = len(self.success_messages) - self._stored
+
+
+# A message attribute the dead-letter tooling puts on a redriven copy: SQS stamps the copy
+# anew, and a login without create_date keeps the date of its first sending.
+ORIGINAL_SENT_TIMESTAMP = "original_sent_timestamp"
+
+
+def sent_timestamp(record: dict[str, Any]) -> str | None:
+    """The record's SentTimestamp: its first sending's, when it is a redriven copy."""
+    attributes = record.get("messageAttributes")
+    original = attributes.get(ORIGINAL_SENT_TIMESTAMP) if isinstance(attributes, dict) else None
+    if isinstance(original, dict) and original.get("stringValue"):
+        return original["stringValue"]  # type: ignore[no-any-return]
+    return (record.get("attributes") or {}).get("SentTimestamp")  # type: ignore[no-any-return]
 
 
 # Errors whose messages we write ourselves and which therefore quote no input.

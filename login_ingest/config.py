@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from psycopg2.extensions import make_dsn
 
 from login_ingest.keyring import Keyring, parse_keyring
+from login_ingest.telemetry import traced
 
 if TYPE_CHECKING:
     from login_ingest.masking import Masker
@@ -152,7 +153,9 @@ def _secret_text(secret_id: str, max_age: int) -> str:
     # environment variables never need.
     from aws_lambda_powertools.utilities import parameters
 
-    value = parameters.get_secret(secret_id, max_age=max_age)
+    # Traced with a name only: the response is the secret itself and is never recorded.
+    with traced("get_secret"):
+        value = parameters.get_secret(secret_id, max_age=max_age)
     if not isinstance(value, str):
         raise ConfigError("secret must be a string, not binary")
     return value

@@ -353,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=Path(".local/bench/benchmark.png"),
                         help="README shows docs/benchmark.png: pass that to update it")
     args = parser.parse_args(argv)
-    with bench_database() as url:
+    # The handler's metrics (EMF on stdout) are formatted and written too, to nowhere.
+    with (bench_database() as url, open(os.devnull, "w") as nowhere,
+          contextlib.redirect_stdout(nowhere)):
         results = report(run(url, args.rounds))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

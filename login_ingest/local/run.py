@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg2
 from psycopg2.extensions import parse_dsn
@@ -156,10 +156,15 @@ def database(keep_dir: Path | None) -> Iterator[str]:
             server.stop()
 
 
-def redirect_function_logs(log_file: Path) -> None:
-    """Send the handler's JSON log lines to a file, as CloudWatch Logs would keep them."""
+def redirect_function_logs(log_file: Path) -> TextIO:
+    """Send the handler's JSON log lines to a file, as CloudWatch Logs would keep them.
+
+    Returns the file, for the handler's metrics (EMF), which Powertools prints to stdout.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    logger.registered_handler.setStream(log_file.open("a", encoding="utf-8"))  # type: ignore[attr-defined]
+    stream = log_file.open("a", encoding="utf-8")
+    logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+    return stream
 
 
 def where(database_url: str) -> str:
@@ -274,8 +279,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"SQS endpoint {sqs_server.endpoint_url}; {len(bodies)} messages from {source}; "
               f"batch size {options.batch_size}, maxReceiveCount {options.max_receive_count}, "
               f"visibility timeout {options.visibility_timeout} s", file=sys.stderr)
-        redirect_function_logs(args.log_file)
-        summary = run_pipeline(bodies, sqs_server.client(), database_url, options, progress=True)
+        # In Lambda the metrics reach the log stream beside the log lines; here, the file.
+        function_output = redirect_function_logs(args.log_file)
+        with contextlib.redirect_stdout(function_output):
+            summary = run_pipeline(bodies, sqs_server.client(), database_url, options,
+                                   progress=True)
+        function_output.flush()
     print("\n".join(summary.lines()))
     print(f"function logs: {args.log_file}")
     return 0

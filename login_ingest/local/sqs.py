@@ -29,6 +29,8 @@ def _tune_moto() -> None:
     messages took minutes to drain. The replacement reads the one attribute it needs.
     Every send and receive still scans the queue, asking each message's clock through
     datetime arithmetic; the plain epoch clock gives the same number ten times faster.
+
+    It also gains SQS's message-move task, which moto lacks (see _add_message_move_tasks).
     """
     from moto.sqs import models
     from moto.sqs.models import Message, SQSBackend
@@ -58,6 +60,56 @@ def _tune_moto() -> None:
         return retention + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]
 
     SQSBackend.is_message_valid_based_on_retention_period = within_retention  # type: ignore[method-assign,assignment]
+    _add_message_move_tasks()
+
+
+def _add_message_move_tasks() -> None:
+    """Give moto SQS's message-move task (StartMessageMoveTask, ListMessageMoveTasks), which
+    it lacks: the task moves every visible message of the source queue to the destination,
+    body and attributes, before it answers, and is then listed as COMPLETED.
+
+    AWS runs the task in the background; one finished at once is one the caller polls once.
+    Each copy is sent before its original is removed, and gets a new messageId, as in AWS.
+    """
+    import uuid
+
+    from moto.core.responses import ActionResult
+    from moto.sqs.responses import SQSResponse
+
+    tasks: dict[str, list[dict[str, Any]]] = {}  # source ARN -> its tasks, newest first
+
+    def queue_named_by_arn(backend: Any, arn: str) -> Any:
+        return backend.get_queue(arn.rsplit(":", 1)[1])
+
+    def start_message_move_task(self: Any) -> Any:
+        source_arn = self._get_param("SourceArn")
+        source = queue_named_by_arn(self.sqs_backend, source_arn)
+        destination_arn = self._get_param("DestinationArn")
+        destination = queue_named_by_arn(self.sqs_backend, destination_arn)
+        with source._messages_lock:
+            moving = [m for m in source._messages if m.visible and not m.delayed]
+        for message in moving:
+            self.sqs_backend.send_message(destination.name, message.body,
+                                          message_attributes=message.message_attributes)
+        moved = {id(message) for message in moving}
+        with source._messages_lock:
+            source._messages = [m for m in source._messages if id(m) not in moved]
+        handle = str(uuid.uuid4())
+        tasks.setdefault(source_arn, []).insert(0, {
+            "TaskHandle": handle, "Status": "COMPLETED", "SourceArn": source_arn,
+            "DestinationArn": destination_arn, "ApproximateNumberOfMessagesMoved": len(moving),
+            "ApproximateNumberOfMessagesToMove": len(moving),
+            "StartedTimestamp": int(time.time() * 1000)})
+        return ActionResult({"TaskHandle": handle})
+
+    def list_message_move_tasks(self: Any) -> Any:
+        found = tasks.get(self._get_param("SourceArn"), [])
+        limit = int(self._get_param("MaxResults") or 1)
+        return ActionResult({"Results": [
+            {k: v for k, v in task.items() if k != "TaskHandle"} for task in found[:limit]]})
+
+    SQSResponse.start_message_move_task = start_message_move_task  # type: ignore[attr-defined]
+    SQSResponse.list_message_move_tasks = list_message_move_tasks  # type: ignore[attr-defined]
 
 
 def _epoch_millis() -> float:

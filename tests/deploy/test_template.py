@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.decode import decode_str
+
+from login_ingest.metrics import BatchOutcome, publish
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,8 +183,9 @@ def test_no_wildcards_on_secrets_or_keys(template: dict[str, Any]) -> None:
         assert all(not a.endswith("*") for a in actions)
         resources_ = statement["Resource"]
         resources_ = resources_ if isinstance(resources_, list) else [resources_]
-        # EC2 scopes no network-interface action to a resource; nothing else may use "*".
-        assert "*" not in resources_ or all(a.startswith("ec2:") for a in actions)
+        # EC2 scopes no network-interface action to a resource, nor X-Ray its writes;
+        # nothing else may use "*".
+        assert "*" not in resources_ or all(a.startswith(("ec2:", "xray:Put")) for a in actions)
         if any(a.startswith("kms:") for a in actions):
             assert "kms:ViaService" in statement["Condition"]["StringEquals"]
 
@@ -194,7 +200,7 @@ def test_runtime_matches_the_build(template: dict[str, Any]) -> None:
 
 def test_outputs(template: dict[str, Any]) -> None:
     assert {"QueueUrl", "QueueArn", "DeadLetterQueueUrl", "FunctionName",
-            "AlarmTopicArn"} <= set(template["Outputs"])
+            "AlarmTopicArn", "DashboardUrl", "VaultKeyArn"} <= set(template["Outputs"])
 
 
 # --- the PII vault's key -----------------------------------------------------------------
@@ -281,3 +287,130 @@ def test_the_vault_context_matches_the_code(template: dict[str, Any]) -> None:
     from login_ingest.vault import KMS_ENCRYPTION_CONTEXT
 
     assert {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()} == CONTEXT
+
+
+# --- tracing, metrics and the dashboard --------------------------------------------------
+def test_tracing_switch_turns_everything_together(template: dict[str, Any]) -> None:
+    props = function(template)
+    variables = props["Environment"]["Variables"]
+    assert template["Conditions"]["TracingOn"] == {"Fn::Equals": [{"Ref": "TracingEnabled"},
+                                                                  "true"]}
+    assert props["Tracing"] == {"Fn::If": ["TracingOn", "Active", "PassThrough"]}
+    assert variables["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingOn", "false", "true"]}
+    (grant,) = [s for s in role(template)["Policies"][0]["PolicyDocument"]["Statement"]
+                if "Fn::If" in s and s["Fn::If"][0] == "TracingOn"]
+    allowed, otherwise = grant["Fn::If"][1:]
+    assert set(allowed["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert otherwise == {"Ref": "AWS::NoValue"}
+
+
+def test_metrics_namespace_and_service_reach_the_function(template: dict[str, Any]) -> None:
+    variables = function(template)["Environment"]["Variables"]
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "login-ingest"
+
+
+def published_metric_names() -> set[str]:
+    """Every metric name the function publishes, read from its own EMF output."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        publish(BatchOutcome(received=3, stored=1, duplicates=1,
+                             failed_by_reason={"not_json": 1}, write_ms=1.0))
+    names = set()
+    for line in output.getvalue().splitlines():
+        for directive in json.loads(line)["_aws"]["CloudWatchMetrics"]:
+            names |= {metric["Name"] for metric in directive["Metrics"]}
+    return names
+
+
+def substituted(template: dict[str, Any], text: str) -> str:
+    """`text` with every ${...} of its Fn::Sub replaced as CloudFormation would, roughly:
+    parameters by their defaults (numbers stay numbers), attributes by a made-up name."""
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in template["Parameters"]:
+            return str(template["Parameters"][name]["Default"])
+        resource, _, attribute = name.partition(".")
+        if resource.startswith("AWS::"):
+            return "us-east-1" if resource == "AWS::Region" else "x"
+        assert resource in template["Resources"], name
+        return f"{resource}-{attribute or 'ref'}"
+    return re.sub(r"\$\{([^}!]+)\}", value, text)
+
+
+@pytest.fixture(scope="module")
+def dashboard(template: dict[str, Any]) -> dict[str, Any]:
+    (board,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body = board["Properties"]["DashboardBody"]["Fn::Sub"]
+    return json.loads(substituted(template, body))  # type: ignore[no-any-return]
+
+
+def widget(dashboard: dict[str, Any], title_start: str) -> dict[str, Any]:
+    (found,) = [w["properties"] for w in dashboard["widgets"]
+                if w["properties"]["title"].startswith(title_start)]
+    return found  # type: ignore[no-any-return]
+
+
+def metric_lines(properties: dict[str, Any]) -> list[list[Any]]:
+    """The widget's metric lines with CloudWatch's "." and "..." shorthands expanded."""
+    lines: list[list[Any]] = []
+    for line in properties["metrics"]:
+        fields = [f for f in line if not isinstance(f, dict)]
+        if fields[:1] == ["..."]:
+            fields = lines[-1][:len(lines[-1]) - len(fields) + 1] + fields[1:]
+        else:
+            fields = [lines[-1][i] if f == "." else f for i, f in enumerate(fields)]
+        lines.append(fields)
+    return lines
+
+
+def test_dashboard_shows_what_the_runbook_needs(dashboard: dict[str, Any]) -> None:
+    own = {"LoginIngest"}
+    throughput = metric_lines(widget(dashboard, "Throughput"))
+    assert {(ns, name) for ns, name, *_ in throughput} == {
+        ("LoginIngest", n) for n in
+        ("RecordsReceived", "RecordsStored", "DuplicatesSkipped", "RecordsFailed")}
+    assert all(line[2:] == ["service", "login-ingest"] for line in throughput)
+
+    (search,) = widget(dashboard, "Failures by reason")["metrics"]
+    expression = search[0]["expression"]
+    assert expression.startswith("SEARCH('{LoginIngest,reason,service} ")
+    assert 'MetricName="RecordsFailed"' in expression and 'service="login-ingest"' in expression
+
+    assert metric_lines(widget(dashboard, "Dead-letter queue depth")) == [
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+         "LoginEventsDlq-QueueName"]]
+    assert metric_lines(widget(dashboard, "Oldest message age")) == [
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "LoginEventsQueue-QueueName"],
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "LoginEventsDlq-QueueName"]]
+    lambda_metrics = {line[1] for title in ("Duration", "Errors", "Concurrent")
+                      for line in metric_lines(widget(dashboard, title))
+                      if line[0] == "AWS/Lambda"}
+    assert lambda_metrics == {"Duration", "Errors", "Throttles", "ConcurrentExecutions"}
+    for title in ("Duration", "Errors", "Concurrent"):
+        for line in metric_lines(widget(dashboard, title)):
+            assert line[2:] == (["FunctionName", "IngestFunction-ref"] if line[0] == "AWS/Lambda"
+                                else ["service", "login-ingest"])
+            assert line[0] in own | {"AWS/Lambda"}
+
+
+def test_dashboard_names_only_metrics_the_function_publishes(
+    dashboard: dict[str, Any]
+) -> None:
+    shown = {line[1] for w in dashboard["widgets"] if w["type"] == "metric"
+             for line in metric_lines(w["properties"])
+             if line and not isinstance(line[0], dict) and line[0] == "LoginIngest"}
+    assert shown and shown <= published_metric_names()
+
+
+def test_dashboard_lists_every_alarm(template: dict[str, Any], dashboard: dict[str, Any]) -> None:
+    (alarms,) = [w["properties"]["alarms"] for w in dashboard["widgets"] if w["type"] == "alarm"]
+    assert sorted(alarms) == sorted(f"{name}-Arn" for name in
+                                    resources(template, "AWS::CloudWatch::Alarm"))
+
+
+def test_runbook_covers_every_alarm(template: dict[str, Any]) -> None:
+    readme = (REPO / "README.md").read_text()
+    runbook = readme[readme.index("## Runbook"):]
+    for name in resources(template, "AWS::CloudWatch::Alarm"):
+        assert f"### {name}" in runbook, name

@@ -128,8 +128,15 @@ def test_command_line_run_prints_summary(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "stored        40" in out
     assert "dead-lettered 1" in out
-    logged = (tmp_path / "logs.jsonl").read_text()
-    assert logged.count('"reason":"not_json"') == 5
+    lines = (tmp_path / "logs.jsonl").read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert [reason for _, reason in each_rejection(
+        [line for line in lines if '"_aws"' not in line])] == ["not_json"] * 5
+    # The metrics (EMF) land beside the log lines, as in CloudWatch Logs; stdout stays clean.
+    metrics = [line for line in logged if "_aws" in line]
+    assert sum(m["RecordsStored"][0] for m in metrics if "reason" not in m) == 40
+    assert sum(m["RecordsFailed"][0] for m in metrics if m.get("reason") == "not_json") == 5
+    assert '"_aws"' not in out
 
 
 def test_malformed_reasons_match_generator() -> None:

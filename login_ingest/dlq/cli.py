@@ -1,0 +1,207 @@
+"""The command line of the dead-letter queue tooling: `inspect` and `redrive`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import boto3
+import psycopg2
+from botocore.exceptions import BotoCoreError, ClientError
+
+from login_ingest.dlq.move import MoveReport, move_messages, move_task
+from login_ingest.dlq.peek import PASSES, DeadLetter, Held, peek
+from login_ingest.dlq.stored import mark_stored
+from login_ingest.parsing import Reason
+
+REASONS = sorted([reason.value for reason in Reason] + [PASSES])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("queues and endpoint (boto3's usual credentials)")
+    dlq = where.add_mutually_exclusive_group(required=True)
+    dlq.add_argument("--dlq-url", help="the dead-letter queue's URL")
+    dlq.add_argument("--dlq-name", help="the dead-letter queue's name")
+    where.add_argument("--region", help="AWS region (default: boto3's configuration)")
+    where.add_argument("--endpoint-url", help="another SQS endpoint, e.g. a local one")
+    where.add_argument("--limit", type=int, default=10_000,
+                       help="most messages to look at in one run (default %(default)s)")
+    where.add_argument("--hide-seconds", type=int, default=300,
+                       help="how long messages stay hidden while looked at; they are made "
+                            "visible again at the end (default %(default)s)")
+    where.add_argument("--database-url", metavar="URL",
+                       help="libpq URI of the database: look up which messages are stored "
+                            "already (a redrive never moves those)")
+
+    parser = argparse.ArgumentParser(
+        prog="python -m login_ingest.dlq",
+        description="Look into the dead-letter queue and move messages back to their queue.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    inspect = commands.add_parser(
+        "inspect", parents=[common],
+        help="list the messages with their reason codes; consumes nothing",
+        description="List every message of the dead-letter queue with the reason code the "
+                    "function would give it now. Bodies hold personal data: they are shown "
+                    "only with --show-body.")
+    inspect.add_argument("--show-body", action="store_true",
+                         help="print each raw body too (personal data: ip, device_id)")
+
+    redrive = commands.add_parser(
+        "redrive", parents=[common], help="move messages back to the source queue",
+        description="Move messages back to the source queue: all of them (by SQS's own "
+                    "message-move task where the endpoint has one), or those of some reason "
+                    "codes or message ids.")
+    redrive.add_argument("--queue-url", help="the source queue (default: the one queue whose "
+                                             "redrive policy names this dead-letter queue)")
+    redrive.add_argument("--queue-name", help="the source queue, by name")
+    which = redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every message")
+    which.add_argument("--reason", action="append", choices=REASONS, metavar="CODE",
+                       help=f"messages of this reason code (repeatable): {', '.join(REASONS)}")
+    which.add_argument("--id", action="append", metavar="MESSAGE_ID",
+                       help="the message with this id (repeatable)")
+    redrive.add_argument("--dry-run", action="store_true",
+                         help="print what would move, and move nothing")
+    redrive.add_argument("--by-message", action="store_true",
+                         help="with --all, move message by message even where SQS's "
+                              "message-move task is available: each copy then keeps its "
+                              "first sending's time, which dates a login without create_date")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        sqs = boto3.client("sqs", region_name=args.region, endpoint_url=args.endpoint_url)
+        dlq_url = args.dlq_url or sqs.get_queue_url(QueueName=args.dlq_name)["QueueUrl"]
+        if args.command == "inspect":
+            return inspect(sqs, dlq_url, args)
+        return redrive(sqs, dlq_url, args)
+    except (ClientError, BotoCoreError, LookupError, RuntimeError, psycopg2.Error) as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+
+
+def inspect(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
+    with peek(sqs, dlq_url, limit=args.limit, hide_seconds=args.hide_seconds) as held:
+        if args.database_url:
+            mark_stored(held.messages, args.database_url)
+        print_table(held.messages)
+        if args.show_body:
+            print("\nbodies (personal data: do not paste them anywhere):")
+            for message in held.messages:
+                print(f"{message.message_id}  {message.body}")
+        print_summary(held)
+    return 0
+
+
+def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
+    source_url = source_queue(sqs, dlq_url, args)
+    # The task moves everything as it is: not with a stored-message check, nor --by-message.
+    if args.all and not (args.dry_run or args.by_message or args.database_url):
+        task_bar = progress_bar(None, "moving (SQS message-move task)")
+        try:
+            report = move_task(sqs, queue_arn(sqs, dlq_url), queue_arn(sqs, source_url),
+                               task_bar.update)
+        finally:
+            task_bar.close()
+        if report is not None:
+            print(f"moved {report.moved} messages to {source_url}")
+            return 0
+        print("this endpoint has no message-move task: moving message by message",
+              file=sys.stderr)
+    with peek(sqs, dlq_url, limit=args.limit, hide_seconds=args.hide_seconds) as held:
+        chosen = [m for m in held.messages if args.all
+                  or (args.reason and m.reason in args.reason)
+                  or (args.id and m.message_id in args.id)]
+        for message_id in sorted(set(args.id or ()) - {m.message_id for m in chosen}):
+            print(f"not in the dead-letter queue: {message_id}", file=sys.stderr)
+        if args.database_url:
+            mark_stored(chosen, args.database_url)
+            for message in (m for m in chosen if m.stored):
+                print(f"already stored, not moved: {message.message_id}", file=sys.stderr)
+            chosen = [m for m in chosen if not m.stored]
+        elif any(m.reason == PASSES for m in chosen):
+            print("some messages pass validation: they may be stored already "
+                  "(see README, Redrive and idempotency); --database-url checks",
+                  file=sys.stderr)
+        if args.dry_run:
+            print_table(chosen)
+            print(f"dry run: would move {len(chosen)} of {len(held.messages)} messages "
+                  f"to {source_url}; nothing moved")
+            return 0
+        bar = progress_bar(len(chosen), "moving")
+        try:
+            report = move_messages(sqs, held, chosen, dlq_url, source_url, bar.update)
+        finally:
+            bar.close()
+        print_moves(report, len(chosen), len(held.messages), source_url, held)
+    return 1 if report.not_sent or report.copied_not_deleted else 0
+
+
+def source_queue(sqs: Any, dlq_url: str, args: argparse.Namespace) -> str:
+    if args.queue_url:
+        return str(args.queue_url)
+    if args.queue_name:
+        return str(sqs.get_queue_url(QueueName=args.queue_name)["QueueUrl"])
+    sources = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url).get("queueUrls", [])
+    if len(sources) != 1:
+        raise LookupError(f"{len(sources)} queues send to this dead-letter queue: "
+                          "name the source with --queue-url or --queue-name")
+    return str(sources[0])
+
+
+def queue_arn(sqs: Any, url: str) -> str:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+def progress_bar(total: int | None, description: str) -> Any:
+    # Imported here: tqdm is a development dependency, and only this command needs it.
+    from tqdm import tqdm
+
+    # Drawn on stderr, and only on a terminal: piped output stays a clean table.
+    return tqdm(total=total, desc=description, unit="msg", file=sys.stderr, disable=None)
+
+
+def _when(moment: datetime.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def print_table(messages: Sequence[DeadLetter]) -> None:
+    """One line per message: never its body, ip or device id."""
+    looked_up = any(m.stored is not None for m in messages)
+    header: tuple[str, ...] = ("message id", "receives", "sent (UTC)", "first received (UTC)",
+                               "reason", *(["stored"] if looked_up else []))
+    rows = [(m.message_id, str(m.receive_count), _when(m.sent_at), _when(m.first_received_at),
+             m.reason, *([("yes" if m.stored else "no")] if looked_up else []))
+            for m in messages]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+
+
+def print_summary(held: Held) -> None:
+    counts = Counter(message.reason for message in held.messages)
+    by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+    print(f"\n{len(held.messages)} messages" + (f": {by_reason}" if by_reason else ""))
+    if held.limit_reached:
+        print("limit reached: more messages may wait; raise --limit to see them")
+
+
+def print_moves(report: MoveReport, chosen: int, seen: int, source_url: str,
+                held: Held) -> None:
+    print(f"moved {report.moved} of {chosen} chosen messages ({seen} looked at) "
+          f"to {source_url}")
+    for message_id in report.not_sent:
+        print(f"not sent, still in the dead-letter queue: {message_id}", file=sys.stderr)
+    for message_id in report.copied_not_deleted:
+        print(f"sent but not deleted, now in both queues: {message_id}", file=sys.stderr)
+    if held.limit_reached:
+        print("limit reached: more messages may wait; run again", file=sys.stderr)

@@ -1,0 +1,309 @@
+"""The dead-letter queue tooling against moto's SQS server, on a DLQ filled by SQS itself."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import psycopg2.extensions
+import pytest
+from botocore.exceptions import ClientError
+
+from login_ingest.batch import ORIGINAL_SENT_TIMESTAMP
+from login_ingest.dlq.cli import main, parse_args, redrive
+from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.sqs import REGION, LocalSqsServer, QueuePair, create_queues
+from tests.conftest import REPO
+
+_names = (f"dlq-tool-{n}" for n in itertools.count())
+
+# messageId order of events/mixed-batch.json, and what each body is.
+EXPECTED = ["passes_validation", "not_json", "missing_user_id", "invalid_app_version",
+            "invalid_ip", "passes_validation"]
+SAMPLE = json.loads((REPO / "events" / "mixed-batch.json").read_text())["Records"]
+BODIES = [record["body"] for record in SAMPLE]
+RAW = {"192.0.2.44", "230-18-4471", "192.0.2.9", "999.1.1.1"}
+
+
+@dataclass
+class Stack:
+    sqs: Any
+    queues: QueuePair
+    ids: list[str]  # in BODIES' order
+    endpoint: str
+    sent_timestamp: int  # epoch milliseconds, no later than the samples' SentTimestamp
+
+    def args(self, *command: str) -> list[str]:
+        return [*command, "--dlq-url", self.queues.dlq_url, "--endpoint-url", self.endpoint,
+                "--region", REGION]
+
+    def reasons(self) -> dict[str, str]:
+        return dict(zip(self.ids, EXPECTED, strict=True))
+
+
+def counts(sqs: Any, url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of `url`."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return (int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+
+
+def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    while received := sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30,
+            MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+    ).get("Messages", []):
+        messages += received
+    return messages
+
+
+@pytest.fixture
+def stack(sqs_server: LocalSqsServer, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The sample bodies, dead-lettered by SQS after maxReceiveCount (1) failed receives."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "local")
+    sqs = sqs_server.client()
+    queues = create_queues(sqs, next(_names), max_receive_count=1, visibility_timeout=30)
+    ids = []
+    sent_timestamp = int(time.time() * 1000) - 1000
+    for body in BODIES:
+        ids.append(sqs.send_message(
+            QueueUrl=queues.url, MessageBody=body,
+            MessageAttributes={"producer": {"DataType": "String", "StringValue": "web"}},
+        )["MessageId"])
+    # A receive that fails the message: visible again at once. The next one dead-letters it.
+    for _ in range(3):
+        sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert counts(sqs, queues.url) == (0, 0)
+    assert counts(sqs, queues.dlq_url) == (6, 0)
+    return Stack(sqs, queues, ids, sqs_server.endpoint_url, sent_timestamp)
+
+
+def table(output: str) -> dict[str, str]:
+    """message id -> reason, from inspect's or a dry run's table."""
+    rows = {}
+    for line in output.splitlines():
+        cells = line.split()
+        if len(cells) == 7 and cells[0] != "message":
+            rows[cells[0]] = cells[-1]
+    return rows
+
+
+def test_inspect_lists_reasons_consumes_nothing_and_shows_no_personal_data(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(stack.args("inspect")) == 0
+    captured = capsys.readouterr()
+
+    assert table(captured.out) == stack.reasons()
+    assert "6 messages: invalid_app_version 1, invalid_ip 1, missing_user_id 1, " \
+           "not_json 1, passes_validation 2" in captured.out
+    text = captured.out + captured.err
+    assert not [value for value in RAW | set(BODIES) if value in text]
+    # Every message is back, visible at once; and a second look sees the same.
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+    assert main(stack.args("inspect")) == 0
+    assert table(capsys.readouterr().out) == stack.reasons()
+
+
+def test_inspect_shows_bodies_only_when_asked(stack: Stack,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("inspect"), "--show-body"]) == 0
+    out = capsys.readouterr().out
+    assert all(body in out for body in BODIES)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+
+
+def test_dry_run_moves_nothing(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--all", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert table(out) == stack.reasons()
+    assert "would move 6 of 6 messages" in out
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+    assert counts(stack.sqs, stack.queues.url) == (0, 0)
+
+
+def test_redrive_by_reason_moves_exactly_those(stack: Stack,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--reason", "passes_validation",
+                 "--reason", "invalid_ip"]) == 0
+    assert "moved 3 of 3 chosen messages (6 looked at)" in capsys.readouterr().out
+
+    moved = drain(stack.sqs, stack.queues.url)
+    assert sorted(m["Body"] for m in moved) == sorted([BODIES[0], BODIES[4], BODIES[5]])
+    # Body and attributes are kept, and the first sending's time is added; SQS gives each
+    # copy a new messageId and a new SentTimestamp.
+    for copy in moved:
+        attributes = copy["MessageAttributes"]
+        original = attributes.pop(ORIGINAL_SENT_TIMESTAMP)
+        assert attributes == {"producer": {"DataType": "String", "StringValue": "web"}}
+        assert original["DataType"] == "Number"
+        assert stack.sent_timestamp <= int(original["StringValue"]) <= int(
+            copy["Attributes"]["SentTimestamp"])
+    assert not {m["MessageId"] for m in moved} & set(stack.ids)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (3, 0)
+    assert main(stack.args("inspect")) == 0
+    assert table(capsys.readouterr().out) == {
+        stack.ids[i]: EXPECTED[i] for i in (1, 2, 3)}
+
+
+def test_redrive_by_id_moves_exactly_that_one(stack: Stack,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--id", stack.ids[2], "--id", "no-such-id"]) == 0
+    captured = capsys.readouterr()
+    assert "moved 1 of 1 chosen messages" in captured.out
+    assert "not in the dead-letter queue: no-such-id" in captured.err
+    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[2]]
+    assert counts(stack.sqs, stack.queues.dlq_url) == (5, 0)
+
+
+def test_redrive_all_uses_the_message_move_task(stack: Stack,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # The local server has SQS's message-move task (login_ingest/local/sqs.py).
+    assert main([*stack.args("redrive"), "--all"]) == 0
+    assert f"moved 6 messages to {stack.queues.url}" in capsys.readouterr().out
+    # The task copies attributes as they are: it cannot add the first sending's time.
+    moved = drain(stack.sqs, stack.queues.url)
+    assert sorted(m["Body"] for m in moved) == sorted(BODIES)
+    assert all(m["MessageAttributes"] == {"producer": {"DataType": "String",
+                                                       "StringValue": "web"}} for m in moved)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (0, 0)
+
+
+def test_redrive_all_by_message(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*stack.args("redrive"), "--all", "--by-message"]) == 0
+    assert "moved 6 of 6 chosen messages" in capsys.readouterr().out
+    moved = drain(stack.sqs, stack.queues.url)
+    assert all(ORIGINAL_SENT_TIMESTAMP in m["MessageAttributes"] for m in moved)
+
+
+class NoMoveTask:
+    """The real client of an endpoint without the message-move task (moto itself, some
+    emulators, or a role without sqs:StartMessageMoveTask)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def start_message_move_task(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "UnsupportedOperation", "Message": "no"}},
+                          "StartMessageMoveTask")
+
+
+def test_redrive_all_falls_back_to_moving_message_by_message(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parse_args([*stack.args("redrive"), "--all"])
+    assert redrive(NoMoveTask(stack.sqs), stack.queues.dlq_url, args) == 0
+    captured = capsys.readouterr()
+    assert "no message-move task" in captured.err
+    assert "moved 6 of 6 chosen messages" in captured.out
+    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(BODIES)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (0, 0)
+
+
+class DeleteFails:
+    """The real client, except that deleting from the dead-letter queue fails as told."""
+
+    def __init__(self, sqs: Any, error: Exception) -> None:
+        self._sqs = sqs
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        raise self._error
+
+
+@pytest.mark.parametrize("error", [
+    ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try later"}},
+                "DeleteMessageBatch"),
+    KeyboardInterrupt(),  # the operator's Ctrl-C, or a crash, right after the send
+], ids=["delete refused", "interrupted after send"])
+def test_a_failure_between_send_and_delete_loses_nothing(
+    stack: Stack, capsys: pytest.CaptureFixture[str], error: BaseException
+) -> None:
+    args = parse_args([*stack.args("redrive"), "--reason", "not_json"])
+    client = DeleteFails(stack.sqs, error)  # type: ignore[arg-type]
+    if isinstance(error, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            redrive(client, stack.queues.dlq_url, args)
+    else:
+        assert redrive(client, stack.queues.dlq_url, args) == 1
+        assert f"now in both queues: {stack.ids[1]}" in capsys.readouterr().err
+
+    # The copy was sent, and the original is still in the DLQ, visible again.
+    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[1]]
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+
+
+def test_queues_by_name(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    dlq_name = stack.queues.dlq_url.rsplit("/", 1)[1]
+    source_name = stack.queues.url.rsplit("/", 1)[1]
+    assert main(["redrive", "--dlq-name", dlq_name, "--queue-name", source_name,
+                 "--endpoint-url", stack.endpoint, "--region", REGION,
+                 "--id", stack.ids[3]]) == 0
+    assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[3]]
+    assert main(["inspect", "--dlq-name", "no-such-queue", "--endpoint-url", stack.endpoint,
+                 "--region", REGION]) == 2
+    assert "error: QueueDoesNotExist" in capsys.readouterr().err
+
+
+def test_stored_messages_are_shown_and_never_redriven(
+    stack: Stack, capsys: pytest.CaptureFixture[str], database_url: str,
+    db: psycopg2.extensions.cursor,
+) -> None:
+    # The first sample was committed before its invocation failed, and then dead-lettered.
+    db.execute("INSERT INTO user_logins (message_id, user_id, create_date)"
+               " VALUES (%s, 'u-1', '2024-12-03')", (stack.ids[0],))
+
+    assert main([*stack.args("inspect"), "--database-url", database_url]) == 0
+    stored = {cells[0]: cells[-1] for cells in map(str.split, capsys.readouterr().out
+                                                   .splitlines()) if len(cells) == 8}
+    assert stored == {message_id: "yes" if i == 0 else "no"
+                      for i, message_id in enumerate(stack.ids)}
+
+    # Without the lookup, a redrive of what passes validation moves both, with a warning.
+    assert main([*stack.args("redrive"), "--reason", "passes_validation", "--dry-run"]) == 0
+    assert "--database-url checks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("selection", [["--reason", "passes_validation"], ["--all"]])
+def test_redrive_skips_what_is_stored(stack: Stack, capsys: pytest.CaptureFixture[str],
+                                      database_url: str, db: psycopg2.extensions.cursor,
+                                      selection: list[str]) -> None:
+    db.execute("INSERT INTO user_logins (message_id, user_id, create_date)"
+               " VALUES (%s, 'u-1', '2024-12-03')", (stack.ids[0],))
+    assert main([*stack.args("redrive"), *selection, "--database-url", database_url]) == 0
+    captured = capsys.readouterr()
+    assert f"already stored, not moved: {stack.ids[0]}" in captured.err
+    expected = [5] if selection[0] == "--reason" else [1, 2, 3, 4, 5]
+    assert f"moved {len(expected)} of {len(expected)} chosen messages" in captured.out
+    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(
+        BODIES[i] for i in expected)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6 - len(expected), 0)
+
+
+def test_a_redriven_copy_keeps_its_first_sending_date(
+    handler_module: ModuleType, db: psycopg2.extensions.cursor
+) -> None:
+    # A login without create_date, sent on 2024-12-03 and redriven on 2024-12-20.
+    record = {**SAMPLE[0], "attributes": {**SAMPLE[0]["attributes"],
+                                          "SentTimestamp": "1734652800000"},
+              "messageAttributes": {ORIGINAL_SENT_TIMESTAMP: {
+                  "stringValue": "1733234400000", "dataType": "Number",
+                  "stringListValues": [], "binaryListValues": []}}}
+    assert "create_date" not in json.loads(record["body"])
+    response = handler_module.lambda_handler({"Records": [record]}, LocalLambdaContext())
+    assert response == {"batchItemFailures": []}
+    db.execute("SELECT create_date::text FROM user_logins")
+    assert db.fetchall() == [("2024-12-03",)]
