@@ -10,38 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from login_ingest.local.sqs import REGION, QueuePair, queue_depth
+from login_ingest.local.context import REGION, LocalLambdaContext
+from login_ingest.local.sqs import QueuePair, queue_depth
 
 Function = Callable[[dict[str, Any], Any], Any]
-
-
-@dataclass
-class LocalLambdaContext:
-    """The attributes of Lambda's context object that handlers and Powertools read."""
-
-    function_name: str = "login-ingest"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    timeout_seconds: float = 30.0
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/login-ingest"
-    log_stream_name: str = "local"
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass

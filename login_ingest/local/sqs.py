@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 
-REGION = "us-east-1"
+from login_ingest.local.context import REGION
 
 
 def _tune_moto() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg2.extensions
 import pytest
 
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.local.generator import generate
 from login_ingest.local.inputs import read_bodies
 from login_ingest.local.run import RunOptions, RunSummary, run_pipeline

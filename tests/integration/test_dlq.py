@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 
 from login_ingest.batch import ORIGINAL_SENT_TIMESTAMP
 from login_ingest.dlq.cli import main, parse_args, redrive
-from login_ingest.local.esm import LocalLambdaContext
-from login_ingest.local.sqs import REGION, LocalSqsServer, QueuePair, create_queues
+from login_ingest.local.context import REGION, LocalLambdaContext
+from login_ingest.local.sqs import LocalSqsServer, QueuePair, create_queues
 from tests.conftest import REPO
 
 _names = (f"dlq-tool-{n}" for n in itertools.count())

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg2.extensions
 import pytest
 
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from tests.conftest import rejections
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -121,7 +121,7 @@ def test_event_logging_cannot_be_switched_on(database_url: str, tmp_path: Path) 
     from tests.conftest import REPO, TEST_MASKING_KEY
 
     script = ("import json, handler\n"
-              "from login_ingest.local.esm import LocalLambdaContext\n"
+              "from login_ingest.local.context import LocalLambdaContext\n"
               f"event = json.load(open({str(EVENTS / 'mixed-batch.json')!r}))\n"
               "handler.lambda_handler(event, LocalLambdaContext())\n")
     env = {**os.environ, "POWERTOOLS_LOGGER_LOG_EVENT": "true", "DATABASE_URL": database_url,

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.masking import Masker
 from login_ingest.parsing import parse_login
 from tests.conftest import rejections

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from login_ingest.batch import LoginBatchProcessor
-from login_ingest.local.esm import LocalLambdaContext, failed_message_ids
+from login_ingest.local.context import LocalLambdaContext
+from login_ingest.local.esm import failed_message_ids
 from login_ingest.masking import Masker
 from login_ingest.storage import LoginStore
 from tests.integration.test_storage import sqs_event

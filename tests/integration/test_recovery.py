@@ -11,7 +11,7 @@ import pytest
 
 from login_ingest.batch import LoginBatchProcessor
 from login_ingest.keyring import parse_keyring
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.masking import Masker
 from login_ingest.recovery import main, retokenize
 from login_ingest.storage import LoginStore

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from login_ingest.batch import REJECTED_IDS_PER_LINE, LoginBatchProcessor
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.local.postgres import free_port
 from login_ingest.masking import Masker
 from login_ingest.storage import DatabaseUnavailable, LoginStore

@@ -12,7 +12,7 @@ import psycopg2.extensions
 import pytest
 
 from login_ingest.batch import LoginBatchProcessor
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.local.postgres import free_port
 from login_ingest.masking import Masker, MaskingKeyError
 from login_ingest.storage import (

@@ -20,7 +20,7 @@ from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from login_ingest import batch, telemetry
 from login_ingest.batch import LoginBatchProcessor
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.masking import Masker
 from login_ingest.metrics import NAMESPACE
 from login_ingest.storage import DatabaseUnavailable, LoginStore

@@ -14,7 +14,7 @@ import pytest
 
 from login_ingest.batch import LoginBatchProcessor
 from login_ingest.config import ConfigError, Settings
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.local.sqs import LocalSqsServer
 from login_ingest.recovery import unmask
 from login_ingest.storage import LoginStore

@@ -11,7 +11,7 @@ import psycopg2.extensions
 import pytest
 
 from login_ingest.batch import LoginBatchProcessor
-from login_ingest.local.esm import LocalLambdaContext
+from login_ingest.local.context import LocalLambdaContext
 from login_ingest.masking import Masker
 from login_ingest.storage import COPY_FROM_ROWS, LoginStore
 from login_ingest.vault import LocalDataKeys, Vault, new_local_key
