@@ -17,6 +17,7 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -37,18 +38,41 @@ def unmask(connection: Connection, vault: Vault, token: str, requester: str,
            reason: str) -> str | None:
     """The original behind `token`, or None if the vault has no row for it.
 
-    The audit row (database user, requester, time, token, reason, found or not) is written
-    by the database in the transaction that reads the vault row, and committed before the
-    row is decrypted: a failed decryption is still on the record.
+    The audit row (database user, requester, time, token, reason) is committed before the
+    vault is read, and the read marks it found or not: a failed decryption is still on the
+    record.
     """
     if not reason.strip():
         raise RecoveryError("a reason is required to unmask a token")
+    audit_id = _request(connection, "pii_request_unmask", token, requester, reason)
     with connection, connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM pii_unmask(%s, %s, %s)", [token, requester, reason])
-        found = cursor.fetchone()
-    if found is None:
+        found = _read(cursor, audit_id)
+    if not found:
         return None
-    ciphertext, data_key_id, wrapping_key, wrapped_key = found
+    return _open(vault, found[0])
+
+
+def _request(connection: Connection, function: str, tokens: str | list[str],
+             requester: str, reason: str) -> int:
+    """Record a vault read in the audit trail and commit it: the database refuses to read
+    under a request that has not committed (sql/003_roles.sql)."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s, %s, %s)", [tokens, requester, reason])
+        (audit_id,) = cursor.fetchone() or (None,)
+    assert isinstance(audit_id, int)
+    return audit_id
+
+
+VaultRow = tuple[str, Any, str, str, Any]  # token, ciphertext, data key id, wrapping, wrapped
+
+
+def _read(cursor: psycopg2.extensions.cursor, audit_id: int) -> list[VaultRow]:
+    cursor.execute("SELECT * FROM pii_vault_read(%s)", [audit_id])
+    return cursor.fetchall()
+
+
+def _open(vault: Vault, row: VaultRow) -> str:
+    token, ciphertext, data_key_id, wrapping_key, wrapped_key = row
     return vault.open(token, bytes(ciphertext), data_key_id, wrapping_key, bytes(wrapped_key))
 
 
@@ -108,11 +132,12 @@ def retokenize(connection: Connection, vault: Vault, keyring: Keyring, requester
                progress: Callable[[int], object] = lambda rows: None) -> RetokenizeCounts:
     """Re-mask, with the current key, every row holding a token of an older key.
 
-    HMAC is one-way, so the originals come from the vault: per batch of rows, one audited
-    vault read, one insert of the new tokens' vault rows and one update, in one
-    transaction. Rows already on the current key are never read, so a run can be stopped
-    and started again; rows whose originals the vault lacks (stored before it was on) are
-    counted and left as they are. A dry run reads and decrypts (audited) but writes nothing.
+    HMAC is one-way, so the originals come from the vault: per batch of rows, an audit row
+    naming the batch's old tokens, committed first; then the vault read, one insert of the
+    new tokens' vault rows and one update, in one transaction. Rows already on the current
+    key are never read, so a run can be stopped and started again; rows whose originals the
+    vault lacks (stored before it was on) are counted and left as they are. A dry run reads
+    and decrypts (audited) but writes nothing.
     """
     pending, total = pending_rows(connection, keyring)
     counts = RetokenizeCounts(already_current=total - pending)
@@ -123,25 +148,24 @@ def retokenize(connection: Connection, vault: Vault, keyring: Keyring, requester
         with connection, connection.cursor() as cursor:
             cursor.execute(_NEXT_BATCH, {"prefix": prefix, "after": after, "limit": batch_size})
             rows: list[tuple[str, str | None, str | None]] = cursor.fetchall()
-            if not rows:
-                break
-            after = rows[-1][0]
-            _retokenize_batch(cursor, vault, keyring, rows, requester, audit_reason, dry_run,
-                              counts)
+        if not rows:
+            break
+        after = rows[-1][0]
+        old_tokens = sorted({token for _, *tokens in rows for token in tokens
+                             if token is not None and not keyring.is_current(token)})
+        audit_id = _request(connection, "pii_request_retokenize", old_tokens, requester,
+                            audit_reason)
+        # The batch's read, its new vault rows and its update commit together.
+        with connection, connection.cursor() as cursor:
+            _retokenize_batch(cursor, vault, keyring, rows, audit_id, dry_run, counts)
         progress(len(rows))
     return counts
 
 
 def _retokenize_batch(cursor: psycopg2.extensions.cursor, vault: Vault, keyring: Keyring,
-                      rows: Sequence[tuple[str, str | None, str | None]], requester: str,
-                      reason: str, dry_run: bool, counts: RetokenizeCounts) -> None:
-    old_tokens = sorted({token for _, *tokens in rows for token in tokens
-                         if token is not None and not keyring.is_current(token)})
-    cursor.execute("SELECT * FROM pii_vault_rows(%s, %s, %s)", [old_tokens, requester, reason])
-    originals = {token: vault.open(token, bytes(ciphertext), data_key_id, wrapping_key,
-                                   bytes(wrapped_key))
-                 for token, ciphertext, data_key_id, wrapping_key, wrapped_key
-                 in cursor.fetchall()}
+                      rows: Sequence[tuple[str, str | None, str | None]], audit_id: int,
+                      dry_run: bool, counts: RetokenizeCounts) -> None:
+    originals = {row[0]: _open(vault, row) for row in _read(cursor, audit_id)}
 
     current = keyring.current
     new_tokens: dict[str, str] = {}  # new token -> original, for the vault

@@ -16,14 +16,19 @@ CREATE TABLE IF NOT EXISTS pii_vault (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Every unmask and every retokenize run, written in the transaction that read the vault.
+-- Every vault read, requested in a transaction of its own that must have committed before
+-- the read is allowed (sql/003_roles.sql): a caller who rolls back the read cannot roll
+-- back its audit row. `found` and `read_at` are filled in by the read itself.
 CREATE TABLE IF NOT EXISTS pii_vault_audit (
     audit_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at         timestamptz NOT NULL DEFAULT now(),
     db_user    varchar(128) NOT NULL DEFAULT session_user,
     requester  varchar(256) NOT NULL,
     action     varchar(16) NOT NULL CHECK (action IN ('unmask', 'retokenize')),
-    token      varchar(256),               -- the token unmasked; NULL for retokenize
-    found      boolean NOT NULL,
-    reason     text NOT NULL CHECK (length(btrim(reason)) > 0)
+    token      varchar(256),               -- the token to unmask; NULL for retokenize
+    tokens     varchar(256)[],             -- the tokens a retokenize batch reads
+    reason     text NOT NULL CHECK (length(btrim(reason)) > 0),
+    request_xact xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    found      boolean,                    -- NULL until read
+    read_at    timestamptz
 );

@@ -99,14 +99,15 @@ def test_retokenize_moves_every_recoverable_row_to_the_current_key(
     assert {message_id: (ip, device) for message_id, ip, device in table(vault_db)} == after
 
     # One audit row per batch that read the vault, the dry run's marked as such.
-    vault_db.execute("SELECT action, requester, reason FROM pii_vault_audit ORDER BY audit_id")
+    vault_db.execute("SELECT action, requester, reason, cardinality(tokens), found, read_at"
+                     " IS NOT NULL FROM pii_vault_audit ORDER BY audit_id")
     audit = vault_db.fetchall()
     assert len(audit) == 3 + 3 + 1
-    assert all(action == "retokenize" and who == "ops" for action, who, _ in audit)
-    assert audit[0][2] == "rotation to k2 (dry run) (8 of 8 tokens read)"  # 4 ips, 4 devices
+    assert all(row[:2] == ("retokenize", "ops") and row[5] for row in audit)
+    assert audit[0][2:5] == ("rotation to k2 (dry run)", 8, True)  # 4 ips, 4 devices
     # The two pre-vault rows' ips: their device ids were seen again later, with the vault on,
     # so those were re-made in the first run.
-    assert audit[-1][2] == "rotation to k2 (0 of 2 tokens read)"
+    assert audit[-1][2:5] == ("rotation to k2", 2, False)
     assert after["m010"][1] == NEW.mask_device_id("dev-0")
     connection.close()
 

@@ -68,8 +68,10 @@ def test_analyst_reads_user_logins_and_nothing_of_the_vault(login_as: object,
             with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                 cursor.execute(f"SELECT * FROM {table}")
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            cursor.execute("SELECT * FROM pii_unmask(%s, 'me', 'curious')",
+            cursor.execute("SELECT pii_request_unmask(%s, 'me', 'curious')",
                            [MASKER.mask_ip("192.0.2.1")])
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("SELECT * FROM pii_vault_read(1)")
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cursor.execute("INSERT INTO user_logins (message_id) VALUES ('x')")
     connection.close()
@@ -128,8 +130,54 @@ def test_recovery_unmasks_and_every_attempt_is_audited(
 def test_the_audit_refuses_an_empty_reason(database_url: str, stored: Vault) -> None:
     connection = psycopg2.connect(database_url)
     with pytest.raises(psycopg2.errors.CheckViolation), connection, connection.cursor() as c:
-        c.execute("SELECT * FROM pii_unmask(%s, 'alice', ' ')", [MASKER.mask_ip("192.0.2.1")])
+        c.execute("SELECT pii_request_unmask(%s, 'alice', ' ')", [MASKER.mask_ip("192.0.2.1")])
     connection.close()
+
+
+def test_a_read_whose_audit_row_could_be_rolled_back_is_refused(
+        login_as: object, stored: Vault, vault_db: psycopg2.extensions.cursor) -> None:
+    # Request and read in one transaction, then roll back: were the read allowed, it would
+    # leave no trail. Savepoints and other logins' requests do not get around it either.
+    url = login_as("pii_recovery")  # type: ignore[operator]
+    connection = psycopg2.connect(url)
+    token = MASKER.mask_ip("192.0.2.1")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pii_request_unmask(%s, 'mallory', 'no trail')", [token])
+        (audit_id,) = cursor.fetchone()  # type: ignore[misc]
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="not committed"):
+            cursor.execute("SELECT * FROM pii_vault_read(%s)", [audit_id])
+    connection.rollback()
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT s")
+        cursor.execute("SELECT pii_request_unmask(%s, 'mallory', 'no trail')", [token])
+        (audit_id,) = cursor.fetchone()  # type: ignore[misc]
+        cursor.execute("RELEASE SAVEPOINT s")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="not committed"):
+            cursor.execute("SELECT * FROM pii_vault_read(%s)", [audit_id])
+    connection.rollback()
+    vault_db.execute("SELECT count(*) FROM pii_vault_audit")
+    assert vault_db.fetchone() == (0,)
+
+    # A committed request of another login is not this login's to read under.
+    other = psycopg2.connect(login_as("pii_recovery"))  # type: ignore[operator]
+    with other, other.cursor() as cursor:
+        cursor.execute("SELECT pii_request_unmask(%s, 'bob', 'fraud case')", [token])
+        (bobs,) = cursor.fetchone()  # type: ignore[misc]
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="of this login"), \
+            connection, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM pii_vault_read(%s)", [bobs])
+
+    # Nor is a request of its own once it is 15 minutes old.
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pii_request_unmask(%s, 'mallory', 'later')", [token])
+        (old,) = cursor.fetchone()  # type: ignore[misc]
+    vault_db.execute("UPDATE pii_vault_audit SET at = at - interval '16 minutes'"
+                     " WHERE audit_id = %s", [old])
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="expired"), \
+            connection, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM pii_vault_read(%s)", [old])
+    connection.close()
+    other.close()
 
 
 def test_schema_files_apply_twice(database_url: str) -> None:
