@@ -18,7 +18,11 @@ from login_ingest.dlq.peek import PASSES, DeadLetter, Held, peek
 from login_ingest.dlq.stored import mark_stored
 from login_ingest.parsing import Reason
 
-REASONS = sorted([reason.value for reason in Reason] + [PASSES])
+# The codes a body can be given by reading it again; a message that failed for any other
+# reason (the database, a bug) reads as PASSES.
+REASONS = sorted([reason.value for reason in Reason
+                  if reason not in (Reason.REJECTED_BY_DATABASE, Reason.INTERNAL_ERROR)]
+                 + [PASSES])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -29,9 +33,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     dlq.add_argument("--dlq-name", help="the dead-letter queue's name")
     where.add_argument("--region", help="AWS region (default: boto3's configuration)")
     where.add_argument("--endpoint-url", help="another SQS endpoint, e.g. a local one")
-    where.add_argument("--limit", type=int, default=10_000,
+    where.add_argument("--limit", type=ranged(1, 1_000_000), default=10_000,
                        help="most messages to look at in one run (default %(default)s)")
-    where.add_argument("--hide-seconds", type=int, default=300,
+    where.add_argument("--hide-seconds", type=ranged(1, 43_200), default=300,
                        help="how long messages stay hidden while looked at; they are made "
                             "visible again at the end (default %(default)s)")
     where.add_argument("--database-url", metavar="URL",
@@ -71,7 +75,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          help="with --all, move message by message even where SQS's "
                               "message-move task is available: each copy then keeps its "
                               "first sending's time, which dates a login without create_date")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command == "redrive" and args.by_message and not args.all:
+        redrive.error("--by-message goes with --all (--reason and --id always move message "
+                      "by message)")
+    return args
+
+
+def ranged(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}")
+        return value
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,12 +96,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sqs = boto3.client("sqs", region_name=args.region, endpoint_url=args.endpoint_url)
         dlq_url = args.dlq_url or sqs.get_queue_url(QueueName=args.dlq_name)["QueueUrl"]
+        in_flight = check_dead_letter_queue(sqs, dlq_url)
+        if in_flight:
+            print(f"note: {in_flight} messages are in flight (held by another reader, or by "
+                  "an inspect stopped less than --hide-seconds ago): they are not shown",
+                  file=sys.stderr)
         if args.command == "inspect":
             return inspect(sqs, dlq_url, args)
         return redrive(sqs, dlq_url, args)
-    except (ClientError, BotoCoreError, LookupError, RuntimeError, psycopg2.Error) as error:
+    except (ClientError, BotoCoreError, LookupError, RuntimeError, ValueError,
+            psycopg2.Error) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+
+
+def check_dead_letter_queue(sqs: Any, dlq_url: str) -> int:
+    """How many of the queue's messages are in flight; raises LookupError if the queue has a
+    redrive policy, that is, if it is a source queue rather than a dead-letter queue:
+    receiving from one counts towards its maxReceiveCount and hides live messages."""
+    attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=[
+        "RedrivePolicy", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    if attributes.get("RedrivePolicy"):
+        raise LookupError(f"{dlq_url} has a redrive policy: it is a source queue, not a "
+                          "dead-letter queue, and looking at it would move its messages on")
+    return int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
 
 
 def inspect(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
@@ -141,15 +176,23 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
         finally:
             bar.close()
         print_moves(report, len(chosen), len(held.messages), source_url, held)
-    return 1 if report.not_sent or report.copied_not_deleted else 0
+    if isinstance(report.stopped_by, KeyboardInterrupt):
+        return 130
+    missing = set(args.id or ()) - {m.message_id for m in held.messages}
+    failed = report.not_sent or report.copied_not_deleted or report.stopped_by or missing
+    return 1 if failed else 0
 
 
 def source_queue(sqs: Any, dlq_url: str, args: argparse.Namespace) -> str:
-    if args.queue_url:
-        return str(args.queue_url)
-    if args.queue_name:
-        return str(sqs.get_queue_url(QueueName=args.queue_name)["QueueUrl"])
+    """The queue to move messages to: the one named, which must send its failures to this
+    dead-letter queue, or else the one queue that does."""
     sources = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url).get("queueUrls", [])
+    if args.queue_url or args.queue_name:
+        named = str(args.queue_url or sqs.get_queue_url(QueueName=args.queue_name)["QueueUrl"])
+        if queue_arn(sqs, named) not in {queue_arn(sqs, url) for url in sources}:
+            raise LookupError(f"{named} does not send its failures to this dead-letter "
+                              "queue: a redrive goes back to a source queue")
+        return named
     if len(sources) != 1:
         raise LookupError(f"{len(sources)} queues send to this dead-letter queue: "
                           "name the source with --queue-url or --queue-name")
@@ -203,5 +246,11 @@ def print_moves(report: MoveReport, chosen: int, seen: int, source_url: str,
         print(f"not sent, still in the dead-letter queue: {message_id}", file=sys.stderr)
     for message_id in report.copied_not_deleted:
         print(f"sent but not deleted, now in both queues: {message_id}", file=sys.stderr)
+    if report.stopped_by is not None:
+        print(f"stopped by {type(report.stopped_by).__name__}; the messages not moved are "
+              "still in the dead-letter queue", file=sys.stderr)
+    for message_id in report.in_doubt:
+        print(f"in hand when stopped, may now be in both queues: {message_id}",
+              file=sys.stderr)
     if held.limit_reached:
         print("limit reached: more messages may wait; run again", file=sys.stderr)

@@ -18,11 +18,14 @@ Progress = Callable[[int], None]  # called with how many messages were just move
 @dataclass
 class MoveReport:
     """What a redrive did. `copied_not_deleted` are in both queues: nothing is lost, but the
-    copy has a new messageId (see README, Runbook) and the original is still dead-lettered."""
+    copy has a new messageId (see README, Runbook) and the original is still dead-lettered.
+    `in_doubt` were in hand when the move stopped (`stopped_by`): each may be in both."""
 
     moved: int = 0
     not_sent: list[str] = field(default_factory=list)
     copied_not_deleted: list[str] = field(default_factory=list)
+    in_doubt: list[str] = field(default_factory=list)
+    stopped_by: BaseException | None = None
 
 
 def move_task(sqs: Any, dlq_arn: str, source_arn: str, progress: Progress,
@@ -57,27 +60,34 @@ def move_messages(sqs: Any, held: Held, chosen: Sequence[DeadLetter], dlq_url: s
     delete it from the dead-letter queue only once its copy was sent.
 
     A message whose copy failed stays in the dead-letter queue (made visible again by the
-    peek). A delete that fails after the send leaves the message in both queues; any other
-    error stops the move there, with every message it has not deleted still in the queue.
+    peek). A delete that fails after the send leaves the message in both queues. Any other
+    error, or Ctrl-C, stops the move there and is returned in the report, which names the
+    messages of the ten in hand as in doubt; every message not deleted is still in the
+    dead-letter queue.
     """
     report = MoveReport()
-    for start in range(0, len(chosen), 10):
-        chunk = {str(i): message for i, message in enumerate(chosen[start:start + 10])}
-        sent = sqs.send_message_batch(QueueUrl=source_url, Entries=[
-            {"Id": entry_id, "MessageBody": message.body, **_attributes_of_copy(message)}
-            for entry_id, message in chunk.items()])
-        report.not_sent += [chunk[f["Id"]].message_id for f in sent.get("Failed", [])]
-        copied = [chunk[entry["Id"]] for entry in sent.get("Successful", [])]
-        if not copied:
-            continue
-        deleted = _delete(sqs, dlq_url, copied)
-        for message in copied:
-            if message.message_id in deleted:
-                held.released.add(message.message_id)
-            else:
-                report.copied_not_deleted.append(message.message_id)
-        report.moved += len(deleted)
-        progress(len(deleted))
+    chunk: dict[str, DeadLetter] = {}
+    try:
+        for start in range(0, len(chosen), 10):
+            chunk = {str(i): message for i, message in enumerate(chosen[start:start + 10])}
+            sent = sqs.send_message_batch(QueueUrl=source_url, Entries=[
+                {"Id": entry_id, "MessageBody": message.body, **_attributes_of_copy(message)}
+                for entry_id, message in chunk.items()])
+            report.not_sent += [chunk[f["Id"]].message_id for f in sent.get("Failed", [])]
+            copied = [chunk[entry["Id"]] for entry in sent.get("Successful", [])]
+            deleted = _delete(sqs, dlq_url, copied) if copied else set()
+            for message in copied:
+                if message.message_id in deleted:
+                    held.released.add(message.message_id)
+                else:
+                    report.copied_not_deleted.append(message.message_id)
+            chunk = {}
+            report.moved += len(deleted)
+            progress(len(deleted))
+    except (Exception, KeyboardInterrupt) as error:
+        report.stopped_by = error
+        report.in_doubt = [message.message_id for message in chunk.values()
+                           if message.message_id not in held.released]
     return report
 
 

@@ -85,11 +85,14 @@ def peek(sqs: Any, queue_url: str, *, limit: int = 10_000, hide_seconds: int = 3
     `hide_seconds` at most).
 
     SQS hands out at most 10 messages per receive, and fewer when it likes: receiving goes
-    on until a long poll of `wait_seconds` comes back empty or `limit` messages are held.
-    A message received twice (its hiding ran out meanwhile) counts once, with its newest
-    receipt handle. Receiving adds one to each message's receive count; a dead-letter queue
-    has no redrive policy of its own, so that moves nothing anywhere.
+    on until a long poll of `wait_seconds` comes back empty or with nothing new (the
+    hiding of the first ones ran out meanwhile), or `limit` messages are held. A message
+    received twice counts once, with its newest receipt handle. Receiving adds one to each
+    message's receive count; a dead-letter queue has no redrive policy of its own, so that
+    moves nothing anywhere (the command line refuses a queue that has one).
     """
+    if hide_seconds < 1 or limit < 1:
+        raise ValueError("hide_seconds and limit must be at least 1")
     held: dict[str, DeadLetter] = {}
     outcome = Held(messages=[], limit_reached=False)
     try:
@@ -99,10 +102,11 @@ def peek(sqs: Any, queue_url: str, *, limit: int = 10_000, hide_seconds: int = 3
                 VisibilityTimeout=hide_seconds, WaitTimeSeconds=wait_seconds,
                 MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
             ).get("Messages", [])
-            if not received:
-                break
+            new = [message for message in received if message["MessageId"] not in held]
             for message in received:
                 held[message["MessageId"]] = _dead_letter(message)
+            if not new:
+                break
         outcome.messages = sorted(held.values(), key=_sent_order)
         outcome.limit_reached = len(held) >= limit
         yield outcome

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from login_ingest.batch import ORIGINAL_SENT_TIMESTAMP
 from login_ingest.dlq.cli import main, parse_args, redrive
+from login_ingest.dlq.peek import peek
 from login_ingest.local.context import REGION, LocalLambdaContext
 from login_ingest.local.sqs import LocalSqsServer, QueuePair, create_queues
 from tests.conftest import REPO
@@ -155,7 +156,8 @@ def test_redrive_by_reason_moves_exactly_those(stack: Stack,
 
 def test_redrive_by_id_moves_exactly_that_one(stack: Stack,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*stack.args("redrive"), "--id", stack.ids[2], "--id", "no-such-id"]) == 0
+    # The one it has is moved; the one it lacks is named, and the exit status says so.
+    assert main([*stack.args("redrive"), "--id", stack.ids[2], "--id", "no-such-id"]) == 1
     captured = capsys.readouterr()
     assert "moved 1 of 1 chosen messages" in captured.out
     assert "not in the dead-letter queue: no-such-id" in captured.err
@@ -234,12 +236,10 @@ def test_a_failure_between_send_and_delete_loses_nothing(
 ) -> None:
     args = parse_args([*stack.args("redrive"), "--reason", "not_json"])
     client = DeleteFails(stack.sqs, error)  # type: ignore[arg-type]
-    if isinstance(error, KeyboardInterrupt):
-        with pytest.raises(KeyboardInterrupt):
-            redrive(client, stack.queues.dlq_url, args)
-    else:
-        assert redrive(client, stack.queues.dlq_url, args) == 1
-        assert f"now in both queues: {stack.ids[1]}" in capsys.readouterr().err
+    interrupted = isinstance(error, KeyboardInterrupt)
+    assert redrive(client, stack.queues.dlq_url, args) == (130 if interrupted else 1)
+    # Either way the message in both queues is named, for the operator to settle.
+    assert f"in both queues: {stack.ids[1]}" in capsys.readouterr().err
 
     # The copy was sent, and the original is still in the DLQ, visible again.
     assert [m["Body"] for m in drain(stack.sqs, stack.queues.url)] == [BODIES[1]]
@@ -307,3 +307,85 @@ def test_a_redriven_copy_keeps_its_first_sending_date(
     assert response == {"batchItemFailures": []}
     db.execute("SELECT create_date::text FROM user_logins")
     assert db.fetchall() == [("2024-12-03",)]
+
+
+def test_a_source_queue_is_refused_as_a_dead_letter_queue(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Receiving from a queue with a redrive policy counts towards its maxReceiveCount: a few
+    # looks would dead-letter its live messages.
+    stack.sqs.send_message(QueueUrl=stack.queues.url, MessageBody=BODIES[0])
+    for command in (["inspect"], ["redrive", "--all"]):
+        args = [*command, "--dlq-url", stack.queues.url, "--endpoint-url", stack.endpoint,
+                "--region", REGION]
+        assert main(args) == 2
+        assert "it is a source queue" in capsys.readouterr().err
+    assert counts(stack.sqs, stack.queues.url) == (1, 0)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+
+
+def test_redrive_goes_only_to_a_queue_that_feeds_the_dead_letter_queue(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = stack.sqs.create_queue(QueueName=next(_names))["QueueUrl"]
+    for target in (stack.queues.dlq_url, other):
+        assert main([*stack.args("redrive"), "--all", "--queue-url", target]) == 2
+        assert "does not send its failures to this dead-letter queue" in \
+            capsys.readouterr().err
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+    assert counts(stack.sqs, other) == (0, 0)
+
+
+def test_messages_in_flight_are_reported_and_looks_always_end(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Another reader holds two messages: they cannot be shown, but the operator is told.
+    stack.sqs.receive_message(QueueUrl=stack.queues.dlq_url, MaxNumberOfMessages=2,
+                              VisibilityTimeout=60)
+    assert main([*stack.args("inspect"), "--hide-seconds", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "note: 2 messages are in flight" in captured.err
+    assert len(table(captured.out)) == 4
+
+    # A hiding shorter than the time between receives hands the same messages out again:
+    # the look ends when nothing new comes, with each message counted once.
+    with peek(SlowReceive(stack.sqs), stack.queues.dlq_url, limit=100, hide_seconds=1) as held:
+        assert len(held.messages) == 4
+        assert not held.limit_reached
+
+
+class SlowReceive:
+    """The real client, with each receive coming later than the one-second hiding."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self.receives = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        self.receives += 1
+        assert self.receives < 10, "the look should have ended"
+        time.sleep(1.2)
+        return self._sqs.receive_message(**kwargs)
+
+
+@pytest.mark.parametrize("arguments", [
+    ["inspect", "--hide-seconds", "0"], ["inspect", "--limit", "0"],
+    ["redrive", "--reason", "not_json", "--by-message"],
+    ["redrive", "--reason", "internal_error"],
+])
+def test_arguments_that_cannot_work_are_refused(arguments: list[str],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        parse_args([*arguments, "--dlq-name", "q"])
+    assert refused.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_an_endpoint_without_a_scheme_is_one_error_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "--dlq-name", "q", "--endpoint-url", "127.0.0.1:1",
+                 "--region", REGION]) == 2
+    assert capsys.readouterr().err.startswith("error: ValueError: Invalid endpoint")
