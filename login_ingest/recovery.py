@@ -80,7 +80,7 @@ def _open(vault: Vault, row: VaultRow) -> str:
 class RetokenizeCounts:
     """What a retokenize run found: every row it examined is retokenised or unrecoverable."""
 
-    already_current: int = 0  # rows whose tokens all carry the current key id: skipped
+    already_current: int = 0  # rows with no token of an older key (none at all, too): skipped
     examined: int = 0  # rows with at least one token of an older key
     retokenized: int = 0  # rows now wholly on the current key (dry run: would be)
     unrecoverable: int = 0  # rows with a token the vault does not hold
@@ -89,7 +89,8 @@ class RetokenizeCounts:
         verb = "would be retokenised" if dry_run else "retokenised"
         return (f"{self.examined} rows on older keys: {self.retokenized} {verb}, "
                 f"{self.unrecoverable} unrecoverable (their originals are not in the vault); "
-                f"{self.already_current} already on the current key")
+                f"{self.already_current} with nothing to do (on the current key, or with "
+                "neither ip nor device id)")
 
 
 _PENDING = (
@@ -210,15 +211,19 @@ def _still_old(token: str | None, new_token: str | None, keyring: Keyring) -> bo
 # --- command line ------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    _check_audit_fields(parser, arguments)
     settings = Settings.from_env()
     try:
         vault = settings.vault()
         if vault is None:
             raise ConfigError("set VAULT_KMS_KEY_ID or VAULT_LOCAL_KEY to reach the vault")
+        if arguments.command == "retokenize":
+            settings.keyring()  # a bad masking secret is a setting, found before connecting
         connection = psycopg2.connect(settings.database_dsn(),
                                       application_name="login-ingest-recovery")
-    except (ConfigError, psycopg2.Error) as error:
+    except (ConfigError, MaskingKeyError, psycopg2.Error) as error:
         print(f"error: {_describe(error)}", file=sys.stderr)
         return 2
     try:
@@ -284,6 +289,23 @@ def _retokenize_command(connection: Connection, vault: Vault, settings: Settings
     return 0
 
 
+# The audit table's column sizes (sql/002_pii_vault.sql).
+_AUDIT_TEXT_MAX = 256
+
+
+def _check_audit_fields(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
+    """Refuse, before connecting, what the audit row could not hold."""
+    fields = {"--requester": arguments.requester, "--reason": arguments.reason}
+    if arguments.command == "unmask":
+        fields["TOKEN"] = arguments.token
+    for name, value in fields.items():
+        if not value.strip():
+            parser.error(f"{name} must not be empty: it goes into the audit row")
+    for name in ("--requester", "TOKEN"):
+        if len(fields.get(name, "")) > _AUDIT_TEXT_MAX:
+            parser.error(f"{name} is longer than {_AUDIT_TEXT_MAX} characters")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -293,9 +315,14 @@ def _positive(text: str) -> int:
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, psycopg2.Error):
-        # Class and SQLSTATE only: a server message can quote a value.
+        # Class and SQLSTATE only: a server message can quote a value. An error without a
+        # SQLSTATE comes from libpq (no server, refused, timed out): its first line names the
+        # host and port and what went wrong, never a password.
         code = getattr(error, "pgcode", None)
-        return f"{type(error).__name__}({code})" if code else type(error).__name__
+        if code:
+            return f"{type(error).__name__}({code})"
+        first_line = str(error).strip().splitlines()[:1]
+        return ": ".join([type(error).__name__, *first_line])
     return str(error)
 
 

@@ -147,7 +147,8 @@ def test_cli_retokenize_dry_run_then_for_real(
     assert main(["retokenize", "--dry-run", "--batch-size", "5"]) == 0
     out, err = capsys.readouterr()
     assert out == ("12 rows on older keys: 10 would be retokenised, 2 unrecoverable (their "
-                   "originals are not in the vault); 3 already on the current key\n")
+                   "originals are not in the vault); 3 with nothing to do (on the current key, or "
+                   "with neither ip nor device id)\n")
     assert "retokenising to k2" in err and "12/12" in err  # the progress bar, on stderr
     assert table(vault_db) == before
 
@@ -167,3 +168,34 @@ def test_cli_without_a_vault_key_says_what_to_set(
     monkeypatch.delenv("VAULT_KMS_KEY_ID", raising=False)
     assert main(["unmask", "k1:x", "--reason", "r"]) == 2
     assert "VAULT_KMS_KEY_ID or VAULT_LOCAL_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [
+    ["unmask", "k1:x", "--reason", "fraud case", "--requester", " "],
+    ["unmask", "k1:" + "x" * 300, "--reason", "fraud case"],
+    ["unmask", "k1:x", "--reason", "fraud case", "--requester", "r" * 300],
+    ["unmask", "k1:x", "--reason", ""],
+    ["retokenize", "--reason", " "],
+])
+def test_cli_refuses_what_the_audit_row_cannot_hold_before_connecting(
+        arguments: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(SystemExit) as refused:
+        main(arguments)
+    assert refused.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_says_why_it_cannot_connect(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from login_ingest.local.postgres import free_port
+
+    port = free_port()
+    for name, value in {"DATABASE_URL": f"postgresql://carol:secret@127.0.0.1:{port}/x",
+                        "MASKING_KEY": ROTATED, "VAULT_LOCAL_KEY": LOCAL_KEY}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["unmask", "k1:x", "--reason", "fraud case"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: OperationalError: connection to server at")
+    assert str(port) in err and "secret" not in err and err.count("\n") == 1
