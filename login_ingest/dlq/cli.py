@@ -233,7 +233,8 @@ def print_table(messages: Sequence[DeadLetter]) -> None:
 def print_summary(held: Held) -> None:
     counts = Counter(message.reason for message in held.messages)
     by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
-    print(f"\n{len(held.messages)} messages" + (f": {by_reason}" if by_reason else ""))
+    noun = "message" if len(held.messages) == 1 else "messages"
+    print(f"\n{len(held.messages)} {noun}" + (f": {by_reason}" if by_reason else ""))
     if held.limit_reached:
         print("limit reached: more messages may wait; raise --limit to see them")
 

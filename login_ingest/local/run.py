@@ -22,6 +22,7 @@ import psycopg2
 from psycopg2.extensions import parse_dsn
 
 from login_ingest.config import ConfigError, Settings
+from login_ingest.local.context import REGION
 from login_ingest.local.esm import EventSourceMapping, Function, MappingStats
 from login_ingest.local.generator import generate
 from login_ingest.local.inputs import InputError, read_bodies
@@ -216,6 +217,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep the local Postgres data in DIR instead of a temporary folder")
     parser.add_argument("--log-file", type=Path, default=Path(".local/function-logs.jsonl"),
                         help="where the handler's JSON log lines go (default %(default)s)")
+    parser.add_argument("--stay", action="store_true",
+                        help="after the run, keep Postgres and SQS up until Ctrl-C, and print "
+                             "how to reach them (to try the DLQ and recovery commands)")
     args = parser.parse_args(argv)
     if args.batch_size > 10 and args.batching_window < 1:
         parser.error("a batch size over 10 needs a batching window of at least 1 s, as in AWS")
@@ -254,9 +258,10 @@ def run(args: argparse.Namespace) -> int:
         source = f"generator (seed {args.seed})"
     options = RunOptions(args.batch_size, args.batching_window, args.max_receive_count,
                          args.visibility_timeout)
+    generated_keys = {}  # printed by --stay, so that its shell can unmask this run's tokens
     if not os.environ.get("MASKING_KEY") and not os.environ.get("MASKING_SECRET_ID"):
         # A throwaway key: tokens are comparable within this run only.
-        os.environ["MASKING_KEY"] = secrets.token_urlsafe(32)
+        os.environ["MASKING_KEY"] = generated_keys["MASKING_KEY"] = secrets.token_urlsafe(32)
         print("MASKING_KEY not set: using a random key for this run"
               + (", so its tokens will not match earlier runs' in the kept database"
                  if args.keep_db else ""), file=sys.stderr)
@@ -264,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         # The vault's development path: originals kept, encrypted under a throwaway key.
         from login_ingest.vault import new_local_key
 
-        os.environ["VAULT_LOCAL_KEY"] = new_local_key()
+        os.environ["VAULT_LOCAL_KEY"] = generated_keys["VAULT_LOCAL_KEY"] = new_local_key()
         print("VAULT_LOCAL_KEY not set: using a random key for this run"
               + (", so `login_ingest.recovery` cannot open this run's vault rows later"
                  if args.keep_db else ""), file=sys.stderr)
@@ -285,6 +290,34 @@ def run(args: argparse.Namespace) -> int:
             summary = run_pipeline(bodies, sqs_server.client(), database_url, options,
                                    progress=True)
         function_output.flush()
-    print("\n".join(summary.lines()))
-    print(f"function logs: {args.log_file}")
+        print("\n".join(summary.lines()))
+        print(f"function logs: {args.log_file}")
+        if args.stay:
+            stay(database_url, sqs_server.endpoint_url, options, generated_keys)
     return 0
+
+
+def stay(database_url: str, endpoint_url: str, options: RunOptions,
+         generated_keys: dict[str, str]) -> None:
+    """Print how to reach the run's servers, and keep them up until Ctrl-C."""
+    exports = {"DATABASE_URL": database_url, **generated_keys,
+               "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+               "AWS_DEFAULT_REGION": REGION}
+    with (contextlib.closing(psycopg2.connect(database_url)) as connection,
+          connection.cursor() as cursor):
+        cursor.execute("SELECT masked_ip FROM user_logins WHERE masked_ip IS NOT NULL LIMIT 1")
+        token = (cursor.fetchone() or ("<a masked_ip or masked_device_id>",))[0]
+    lines = [
+        "",
+        "Postgres and SQS stay up until Ctrl-C. In another shell, in this folder:",
+        *(f"  export {name}='{value}'" for name, value in exports.items()),
+        f"  .venv/bin/python -m login_ingest.dlq inspect --dlq-name {options.queue_name}-dlq"
+        f" --endpoint-url {endpoint_url}",
+        f"  .venv/bin/python -m login_ingest.recovery unmask '{token}' --reason 'trying it'",
+    ]
+    print("\n".join(lines), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping the local servers", file=sys.stderr)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,7 +24,7 @@ from login_ingest.local.run import RunOptions, RunSummary, run_pipeline
 from login_ingest.local.sqs import LocalSqsServer
 from login_ingest.masking import Masker
 from login_ingest.parsing import RecordRejected, parse_login
-from tests.conftest import each_rejection, shared_sample
+from tests.conftest import REPO, each_rejection, shared_sample
 
 _queue_names = (f"e2e-{n}" for n in itertools.count())
 
@@ -147,3 +152,42 @@ def test_malformed_reasons_match_generator() -> None:
             with pytest.raises(RecordRejected) as rejected:
                 parse_login(message.body)
             assert rejected.value.reason == message.reason
+
+
+def test_stay_keeps_the_servers_up_for_the_printed_commands(
+        tmp_path: Path, database_url: str, db: psycopg2.extensions.cursor) -> None:
+    # What README promises of `make run ARGS="--stay"`: the commands it prints work as they
+    # stand, against what the run left, until Ctrl-C stops everything.
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("MASKING_KEY", "VAULT_LOCAL_KEY", "VAULT_KMS_KEY_ID")}
+    env["DATABASE_URL"] = database_url
+    sample = tmp_path / "logins.jsonl"
+    sample.write_text("\n".join(m.body for m in generate(20, seed=4, malformed_share=0.0))
+                      + "\nnot json\n")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "login_ingest.local", "--input", str(sample),
+         "--max-receive-count", "1", "--stay", "--log-file", str(tmp_path / "logs.jsonl")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert run.stdout is not None
+        printed: list[str] = []
+        while not printed or "recovery unmask" not in printed[-1]:
+            line = run.stdout.readline()
+            assert line, "the run ended without printing its commands"
+            printed.append(line.strip())
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in printed
+                       if line.startswith("export "))
+        shell_env = {**env, **{name: value.strip("'") for name, value in exports.items()}}
+        inspect, unmask = (shlex.split(line) for line in printed[-2:])
+
+        looked = subprocess.run(inspect, cwd=REPO, env=shell_env, capture_output=True,
+                                text=True, check=True)
+        assert "1 message: not_json 1" in looked.stdout
+        unmasked = subprocess.run(unmask, cwd=REPO, env=shell_env, capture_output=True,
+                                  text=True, check=True)
+        token = unmask[unmask.index("unmask") + 1]
+        assert Masker(shell_env["MASKING_KEY"].encode()).mask_ip(
+            unmasked.stdout.strip()) == token
+    finally:
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 0
