@@ -1,7 +1,8 @@
 -- The vault: the original behind each masked token, encrypted (AES-GCM, bound to the
--- token) under a data key that KMS, or a local key in development, wraps. Only the
--- pii_recovery role may read it (sql/003_roles.sql). One row per distinct token: an ip
--- seen a million times is stored once.
+-- token) under a data key that KMS, or a local key in development, wraps. Nobody reads it
+-- but through the audited functions of sql/003_roles.sql (pii_recovery, one token at a time;
+-- pii_retokenizer, in batches). One row per distinct token: an ip seen a million times is
+-- stored once.
 CREATE TABLE IF NOT EXISTS pii_vault_keys (
     data_key_id  varchar(64) PRIMARY KEY,   -- fingerprint of wrapped_key
     wrapping_key varchar(2048) NOT NULL,    -- the KMS key ARN, or local:<fingerprint>
@@ -21,7 +22,7 @@ CREATE TABLE IF NOT EXISTS pii_vault (
 -- back its audit row. `found` and `read_at` are filled in by the read itself.
 CREATE TABLE IF NOT EXISTS pii_vault_audit (
     audit_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    at         timestamptz NOT NULL DEFAULT now(),
+    at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     db_user    varchar(128) NOT NULL DEFAULT session_user,
     requester  varchar(256) NOT NULL,
     action     varchar(16) NOT NULL CHECK (action IN ('unmask', 'retokenize')),
@@ -30,5 +31,7 @@ CREATE TABLE IF NOT EXISTS pii_vault_audit (
     reason     text NOT NULL CHECK (length(btrim(reason)) > 0),
     request_xact xid8 NOT NULL DEFAULT pg_current_xact_id(),
     found      boolean,                    -- NULL until read
-    read_at    timestamptz
+    read_at    timestamptz,
+    CHECK (coalesce(CASE action WHEN 'unmask' THEN length(token) > 0 AND tokens IS NULL
+                                ELSE token IS NULL AND tokens IS NOT NULL END, false))
 );

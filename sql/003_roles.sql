@@ -20,8 +20,10 @@ $$;
 
 -- Reading the vault takes two transactions. The first records the request (who, why,
 -- which tokens) and must commit; the second reads, and only under a committed request of
--- the same login, at most 15 minutes old. A read in the request's own transaction (or a
--- savepoint of it) is refused, so rolling back cannot erase the trail of a read.
+-- the same login, at most 15 minutes old, and only once. A read in the request's own
+-- transaction (or a savepoint of it) is refused, so rolling back cannot erase the trail of
+-- a read. Times are clock_timestamp(), not now(): a transaction held open cannot date a
+-- request earlier than it was made, nor stretch its 15 minutes.
 CREATE OR REPLACE FUNCTION pii_request_unmask(p_token varchar, p_requester varchar,
                                               p_reason text)
 RETURNS bigint
@@ -59,8 +61,12 @@ BEGIN
         RAISE EXCEPTION 'vault request % is not committed: commit it, then read'
             , p_audit_id USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF request.at < now() - interval '15 minutes' THEN
+    IF request.at < clock_timestamp() - interval '15 minutes' THEN
         RAISE EXCEPTION 'vault request % has expired: make a new one', p_audit_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF request.read_at IS NOT NULL THEN
+        RAISE EXCEPTION 'vault request % was read already: make a new one', p_audit_id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN QUERY
@@ -68,7 +74,7 @@ BEGIN
         FROM pii_vault v JOIN pii_vault_keys k USING (data_key_id)
         WHERE v.token = ANY (coalesce(request.tokens, ARRAY[request.token]));
     GET DIAGNOSTICS read_count = ROW_COUNT;
-    UPDATE pii_vault_audit a SET found = read_count > 0, read_at = now()
+    UPDATE pii_vault_audit a SET found = read_count > 0, read_at = clock_timestamp()
         WHERE a.audit_id = p_audit_id;
 END
 $$;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -127,10 +128,16 @@ def test_recovery_unmasks_and_every_attempt_is_audited(
     connection.close()
 
 
-def test_the_audit_refuses_an_empty_reason(database_url: str, stored: Vault) -> None:
+def test_the_audit_refuses_an_empty_reason_or_token(database_url: str, stored: Vault) -> None:
     connection = psycopg2.connect(database_url)
     with pytest.raises(psycopg2.errors.CheckViolation), connection, connection.cursor() as c:
         c.execute("SELECT pii_request_unmask(%s, 'alice', ' ')", [MASKER.mask_ip("192.0.2.1")])
+    for request in ["SELECT pii_request_unmask(NULL, 'alice', 'why')",
+                    "SELECT pii_request_unmask('', 'alice', 'why')",
+                    "SELECT pii_request_retokenize(NULL, 'alice', 'why')"]:
+        with pytest.raises(psycopg2.errors.CheckViolation), connection, \
+                connection.cursor() as c:
+            c.execute(request)
     connection.close()
 
 
@@ -166,6 +173,30 @@ def test_a_read_whose_audit_row_could_be_rolled_back_is_refused(
     with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="of this login"), \
             connection, connection.cursor() as cursor:
         cursor.execute("SELECT * FROM pii_vault_read(%s)", [bobs])
+
+    # A request allows one read; a second needs a request of its own.
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pii_request_unmask(%s, 'mallory', 'once')", [token])
+        (once,) = cursor.fetchone()  # type: ignore[misc]
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pii_vault_read(%s)", [once])
+        assert cursor.fetchone() == (1,)
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="read already"), \
+            connection, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM pii_vault_read(%s)", [once])
+
+    # A transaction held open from before a request cannot date it earlier than it was made.
+    early = psycopg2.connect(login_as("pii_recovery"))  # type: ignore[operator]
+    with early.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        (opened,) = cursor.fetchone()  # type: ignore[misc]
+        time.sleep(0.2)
+        cursor.execute("SELECT pii_request_unmask(%s, 'eve', 'dated')", [token])
+    early.commit()
+    early.close()
+    vault_db.execute("SELECT at FROM pii_vault_audit WHERE requester = 'eve'")
+    (at,) = vault_db.fetchone()  # type: ignore[misc]
+    assert (at - opened).total_seconds() >= 0.2
 
     # Nor is a request of its own once it is 15 minutes old.
     with connection, connection.cursor() as cursor:
