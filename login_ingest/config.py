@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
 
 class ConfigError(RuntimeError):
     """The function's configuration is missing or unusable; no record can be processed."""
+
+
+# A password in a libpq URI (scheme://user:password@host) or keyword string (password=...).
+_URI_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^@\s]*@")
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def without_passwords(text: str) -> str:
+    """`text` with any database password in it replaced by ***: libpq quotes a DSN it
+    cannot parse whole, and operators' commands print such errors."""
+    return _KEYWORD_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***@", text))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
-from login_ingest.config import ConfigError, Settings
+from login_ingest.config import ConfigError, Settings, without_passwords
 from login_ingest.keyring import Keyring
 from login_ingest.masking import MaskingKeyError
 from login_ingest.vault import Vault, VaultKeyError
@@ -322,8 +322,8 @@ def _describe(error: BaseException) -> str:
         if code:
             return f"{type(error).__name__}({code})"
         first_line = str(error).strip().splitlines()[:1]
-        return ": ".join([type(error).__name__, *first_line])
-    return str(error)
+        return without_passwords(": ".join([type(error).__name__, *first_line]))
+    return without_passwords(str(error))
 
 
 if __name__ == "__main__":

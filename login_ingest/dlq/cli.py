@@ -13,6 +13,7 @@ import boto3
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
+from login_ingest.config import without_passwords
 from login_ingest.dlq.move import MoveReport, move_messages, move_task
 from login_ingest.dlq.peek import PASSES, DeadLetter, Held, peek
 from login_ingest.dlq.stored import mark_stored
@@ -60,9 +61,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Move messages back to the source queue: all of them (by SQS's own "
                     "message-move task where the endpoint has one), or those of some reason "
                     "codes or message ids.")
-    redrive.add_argument("--queue-url", help="the source queue (default: the one queue whose "
-                                             "redrive policy names this dead-letter queue)")
-    redrive.add_argument("--queue-name", help="the source queue, by name")
+    target = redrive.add_mutually_exclusive_group()
+    target.add_argument("--queue-url", help="the source queue (default: the one queue whose "
+                                           "redrive policy names this dead-letter queue)")
+    target.add_argument("--queue-name", help="the source queue, by name")
     which = redrive.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every message")
     which.add_argument("--reason", action="append", choices=REASONS, metavar="CODE",
@@ -106,8 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return redrive(sqs, dlq_url, args)
     except (ClientError, BotoCoreError, LookupError, RuntimeError, ValueError,
             psycopg2.Error) as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"error: {type(error).__name__}: {without_passwords(str(error))}".rstrip(),
+              file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; every message looked at is visible again", file=sys.stderr)
+        return 130
 
 
 def check_dead_letter_queue(sqs: Any, dlq_url: str) -> int:
@@ -169,6 +175,9 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
             print_table(chosen)
             print(f"dry run: would move {len(chosen)} of {len(held.messages)} messages "
                   f"to {source_url}; nothing moved")
+            if args.all and not (args.by_message or args.database_url):
+                print("without --dry-run, --all starts SQS's message-move task where the "
+                      "endpoint has one: copies are then dated by the move (see --by-message)")
             return 0
         bar = progress_bar(len(chosen), "moving")
         try:
@@ -179,7 +188,8 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
     if isinstance(report.stopped_by, KeyboardInterrupt):
         return 130
     missing = set(args.id or ()) - {m.message_id for m in held.messages}
-    failed = report.not_sent or report.copied_not_deleted or report.stopped_by or missing
+    failed = (report.not_sent or report.copied_not_deleted or report.stopped_by or missing
+              or held.hiding_ran_out)
     return 1 if failed else 0
 
 
@@ -192,6 +202,10 @@ def source_queue(sqs: Any, dlq_url: str, args: argparse.Namespace) -> str:
         if queue_arn(sqs, named) not in {queue_arn(sqs, url) for url in sources}:
             raise LookupError(f"{named} does not send its failures to this dead-letter "
                               "queue: a redrive goes back to a source queue")
+        if len(sources) > 1:
+            print(f"note: {len(sources)} queues send to this dead-letter queue; every message "
+                  f"chosen goes to {named}, whichever it came from (choose with --id or "
+                  "--reason)", file=sys.stderr)
         return named
     if len(sources) != 1:
         raise LookupError(f"{len(sources)} queues send to this dead-letter queue: "
@@ -237,14 +251,21 @@ def print_summary(held: Held) -> None:
     print(f"\n{len(held.messages)} {noun}" + (f": {by_reason}" if by_reason else ""))
     if held.limit_reached:
         print("limit reached: more messages may wait; raise --limit to see them")
+    if held.hiding_ran_out:
+        print(HIDING_RAN_OUT)
+
+
+HIDING_RAN_OUT = ("the hiding ran out during the look (messages came back): some may not have "
+                  "been seen; raise --hide-seconds")
 
 
 def print_moves(report: MoveReport, chosen: int, seen: int, source_url: str,
                 held: Held) -> None:
     print(f"moved {report.moved} of {chosen} chosen messages ({seen} looked at) "
           f"to {source_url}")
-    for message_id in report.not_sent:
-        print(f"not sent, still in the dead-letter queue: {message_id}", file=sys.stderr)
+    for message_id, code in report.not_sent.items():
+        print(f"not sent ({code}), still in the dead-letter queue: {message_id}",
+              file=sys.stderr)
     for message_id in report.copied_not_deleted:
         print(f"sent but not deleted, now in both queues: {message_id}", file=sys.stderr)
     if report.stopped_by is not None:
@@ -255,3 +276,5 @@ def print_moves(report: MoveReport, chosen: int, seen: int, source_url: str,
               file=sys.stderr)
     if held.limit_reached:
         print("limit reached: more messages may wait; run again", file=sys.stderr)
+    if held.hiding_ran_out:
+        print(HIDING_RAN_OUT, file=sys.stderr)

@@ -22,7 +22,7 @@ class MoveReport:
     `in_doubt` were in hand when the move stopped (`stopped_by`): each may be in both."""
 
     moved: int = 0
-    not_sent: list[str] = field(default_factory=list)
+    not_sent: dict[str, str] = field(default_factory=dict)  # message id -> SQS's error code
     copied_not_deleted: list[str] = field(default_factory=list)
     in_doubt: list[str] = field(default_factory=list)
     stopped_by: BaseException | None = None
@@ -70,11 +70,7 @@ def move_messages(sqs: Any, held: Held, chosen: Sequence[DeadLetter], dlq_url: s
     try:
         for start in range(0, len(chosen), 10):
             chunk = {str(i): message for i, message in enumerate(chosen[start:start + 10])}
-            sent = sqs.send_message_batch(QueueUrl=source_url, Entries=[
-                {"Id": entry_id, "MessageBody": message.body, **_attributes_of_copy(message)}
-                for entry_id, message in chunk.items()])
-            report.not_sent += [chunk[f["Id"]].message_id for f in sent.get("Failed", [])]
-            copied = [chunk[entry["Id"]] for entry in sent.get("Successful", [])]
+            copied = _send(sqs, source_url, chunk, report)
             deleted = _delete(sqs, dlq_url, copied) if copied else set()
             for message in copied:
                 if message.message_id in deleted:
@@ -89,6 +85,30 @@ def move_messages(sqs: Any, held: Held, chosen: Sequence[DeadLetter], dlq_url: s
         report.in_doubt = [message.message_id for message in chunk.values()
                            if message.message_id not in held.released]
     return report
+
+
+def _send(sqs: Any, source_url: str, chunk: dict[str, DeadLetter],
+          report: MoveReport) -> list[DeadLetter]:
+    """Send copies of the chunk's messages; the ones sent. A batch SQS refuses as a whole (one
+    body too large for the queue, say) is sent again message by message, so that one
+    message cannot hold back the other nine; a refused message is noted, not sent."""
+    entries = {entry_id: {"MessageBody": message.body, **_attributes_of_copy(message)}
+               for entry_id, message in chunk.items()}
+    try:
+        sent = sqs.send_message_batch(QueueUrl=source_url, Entries=[
+            {"Id": entry_id, **entry} for entry_id, entry in entries.items()])
+    except ClientError:
+        sent = {"Successful": [], "Failed": []}
+        for entry_id, entry in entries.items():
+            try:
+                sqs.send_message(QueueUrl=source_url, **entry)
+                sent["Successful"].append({"Id": entry_id})
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "ClientError")
+                sent["Failed"].append({"Id": entry_id, "Code": code})
+    for failure in sent.get("Failed", []):
+        report.not_sent[chunk[failure["Id"]].message_id] = failure.get("Code", "unknown")
+    return [chunk[entry["Id"]] for entry in sent.get("Successful", [])]
 
 
 def _delete(sqs: Any, dlq_url: str, messages: list[DeadLetter], attempts: int = 3) -> set[str]:

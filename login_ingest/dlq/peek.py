@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from login_ingest.batch import ORIGINAL_SENT_TIMESTAMP
-from login_ingest.parsing import RecordRejected, parse_login, sent_date
+from login_ingest.parsing import Reason, RecordRejected, parse_login, sent_date
 
 # The verdict on a body that the function would accept today: it was dead-lettered for
 # something outside the message (the database, a bug since fixed), and may be redriven.
@@ -40,13 +40,20 @@ def verdict(body: str, sent_timestamp: str | None) -> str:
             sent_date(sent_timestamp)
     except RecordRejected as rejected:
         return rejected.reason.value
+    except Exception:
+        return Reason.INTERNAL_ERROR.value  # what the function would say too
     return PASSES
 
 
 def _moment(millis: str | None) -> datetime.datetime | None:
-    if not millis or not millis.isdigit():
+    """The time SQS (or a producer, for original_sent_timestamp) wrote; None for anything
+    that is not a time: one odd message must not keep the queue from being inspected."""
+    if not millis or not millis.isascii() or not millis.isdigit() or len(millis) > 18:
         return None
-    return datetime.datetime.fromtimestamp(int(millis) / 1000, tz=datetime.UTC)
+    try:
+        return datetime.datetime.fromtimestamp(int(millis) / 1000, tz=datetime.UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _dead_letter(message: dict[str, Any]) -> DeadLetter:
@@ -74,6 +81,9 @@ class Held:
 
     messages: list[DeadLetter]
     limit_reached: bool
+    # A message came back while the look went on: the hiding ran out, and messages behind it
+    # may not have been seen.
+    hiding_ran_out: bool = False
     released: set[str] = field(default_factory=set)
 
 
@@ -103,6 +113,8 @@ def peek(sqs: Any, queue_url: str, *, limit: int = 10_000, hide_seconds: int = 3
                 MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
             ).get("Messages", [])
             new = [message for message in received if message["MessageId"] not in held]
+            if len(new) < len(received):
+                outcome.hiding_ran_out = True
             for message in received:
                 held[message["MessageId"]] = _dead_letter(message)
             if not new:

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import psycopg2
 from psycopg2.extensions import parse_dsn
 
-from login_ingest.config import ConfigError, Settings
+from login_ingest.config import ConfigError, Settings, without_passwords
 from login_ingest.local.context import REGION
 from login_ingest.local.esm import EventSourceMapping, Function, MappingStats
 from login_ingest.local.generator import generate
@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (OSError, EOFError, UnicodeDecodeError, InputError, ConfigError, MaskingKeyError,
             psycopg2.Error, subprocess.CalledProcessError) as error:
-        print(f"error: {type(error).__name__}: {error}".rstrip(), file=sys.stderr)
+        print(f"error: {type(error).__name__}: {without_passwords(str(error))}".rstrip(),
+              file=sys.stderr)
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)

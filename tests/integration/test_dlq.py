@@ -352,6 +352,7 @@ def test_messages_in_flight_are_reported_and_looks_always_end(
     with peek(SlowReceive(stack.sqs), stack.queues.dlq_url, limit=100, hide_seconds=1) as held:
         assert len(held.messages) == 4
         assert not held.limit_reached
+        assert held.hiding_ran_out  # and inspect and redrive say so
 
 
 class SlowReceive:
@@ -389,3 +390,89 @@ def test_an_endpoint_without_a_scheme_is_one_error_line(
     assert main(["inspect", "--dlq-name", "q", "--endpoint-url", "127.0.0.1:1",
                  "--region", REGION]) == 2
     assert capsys.readouterr().err.startswith("error: ValueError: Invalid endpoint")
+
+
+def test_one_odd_timestamp_does_not_block_the_queue(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Any producer can set original_sent_timestamp; the function rejects such a message,
+    # which is how it comes here. The tooling must still show the whole queue.
+    odd = []
+    for value in ["99999999999999999", "9" * 30, "\u00b2\u00b3"]:
+        odd.append(stack.sqs.send_message(
+            QueueUrl=stack.queues.dlq_url, MessageBody='{"user_id": "u-9"}',
+            MessageAttributes={ORIGINAL_SENT_TIMESTAMP: {"DataType": "String",
+                                                         "StringValue": value}},
+        )["MessageId"])
+    assert main(stack.args("inspect")) == 0
+    out = capsys.readouterr().out
+    assert "9 messages" in out
+    rows = {cells[0]: cells[2:] for cells in map(str.split, out.splitlines())
+            if cells and cells[0] in odd}
+    assert rows == {key: ["-", *rows[odd[0]][1:3], "invalid_sent_timestamp"] for key in odd}
+
+
+def test_a_database_password_never_reaches_the_terminal(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*stack.args("inspect"), "--database-url",
+                 "postgresql://carol:SECRETPW@[::1/postgres"]) == 2
+    captured = capsys.readouterr()
+    assert "SECRETPW" not in captured.out + captured.err
+    assert "carol:***@" in captured.err
+
+
+def test_a_message_the_source_queue_refuses_holds_back_no_other(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.sqs.set_queue_attributes(QueueUrl=stack.queues.url,
+                                   Attributes={"MaximumMessageSize": "1024"})
+    big = stack.sqs.send_message(QueueUrl=stack.queues.dlq_url,
+                                 MessageBody='{"user_id": "' + "u" * 2000 + '"}')["MessageId"]
+    assert main([*stack.args("redrive"), "--all", "--by-message"]) == 1
+    assert "not sent (" in capsys.readouterr().err
+    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(BODIES)
+    (left,) = drain(stack.sqs, stack.queues.dlq_url)
+    assert left["MessageId"] == big
+
+
+def test_a_dead_letter_queue_with_two_sources_says_where_messages_go(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    second = stack.sqs.create_queue(QueueName=next(_names), Attributes={
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": stack.sqs.get_queue_attributes(
+            QueueUrl=stack.queues.dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+            ["QueueArn"], "maxReceiveCount": "1"})})["QueueUrl"]
+    assert main([*stack.args("redrive"), "--reason", "not_json"]) == 2
+    assert "2 queues send to this dead-letter queue" in capsys.readouterr().err
+    assert main([*stack.args("redrive"), "--reason", "not_json", "--queue-url", second]) == 0
+    assert f"every message chosen goes to {second}" in capsys.readouterr().err
+    assert [m["Body"] for m in drain(stack.sqs, second)] == [BODIES[1]]
+
+
+class InterruptedReceive:
+    """The real client, with Ctrl-C arriving during the second receive."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self.receives = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        self.receives += 1
+        if self.receives == 2:
+            raise KeyboardInterrupt
+        return self._sqs.receive_message(**{**kwargs, "MaxNumberOfMessages": 2})
+
+
+def test_ctrl_c_while_looking_is_one_line_and_hands_every_message_back(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    monkeypatch.setattr(boto3, "client", lambda *a, **k: InterruptedReceive(stack.sqs))
+    assert main(stack.args("inspect")) == 130
+    assert capsys.readouterr().err == "interrupted; every message looked at is visible again\n"
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)

@@ -199,3 +199,13 @@ def test_cli_says_why_it_cannot_connect(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert err.startswith("error: OperationalError: connection to server at")
     assert str(port) in err and "secret" not in err and err.count("\n") == 1
+
+
+def test_cli_never_prints_a_password_from_a_broken_url(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in {"DATABASE_URL": "postgresql://carol:SECRETPW@[::1/postgres",
+                        "MASKING_KEY": ROTATED, "VAULT_LOCAL_KEY": LOCAL_KEY}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["unmask", "k1:x", "--reason", "fraud case"]) == 2
+    err = capsys.readouterr().err
+    assert "SECRETPW" not in err and "carol:***@" in err
