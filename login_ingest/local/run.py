@@ -312,6 +312,8 @@ def stay(database_url: str, endpoint_url: str, options: RunOptions,
         "",
         "Postgres and SQS stay up until Ctrl-C. In another shell, in this folder:",
         *(f"  export {name}='{value}'" for name, value in exports.items()),
+        *([] if len(generated_keys) == 2 else
+          ["  (and export the MASKING_KEY / VAULT_LOCAL_KEY you set for this run)"]),
         f"  .venv/bin/python -m login_ingest.dlq inspect --dlq-name {options.queue_name}-dlq"
         f" --endpoint-url {endpoint_url}",
         f"  .venv/bin/python -m login_ingest.recovery unmask '{token}' --reason 'trying it'",
