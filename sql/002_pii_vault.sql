@@ -28,10 +28,13 @@ CREATE TABLE IF NOT EXISTS pii_vault_audit (
     action     varchar(16) NOT NULL CHECK (action IN ('unmask', 'retokenize')),
     token      varchar(256),               -- the token to unmask; NULL for retokenize
     tokens     varchar(256)[],             -- the tokens a retokenize batch reads
-    reason     text NOT NULL CHECK (length(btrim(reason)) > 0),
+    reason     text NOT NULL,
     request_xact xid8 NOT NULL DEFAULT pg_current_xact_id(),
     found      boolean,                    -- NULL until read
     read_at    timestamptz,
+    -- Neither may be blank, however spelt (tabs, no-break or zero-width spaces, marks).
+    CHECK (requester ~ '[^[:space:][:cntrl:]\u00a0\u1680\u2000-\u206f\u3000\ufeff]'),
+    CHECK (reason ~ '[^[:space:][:cntrl:]\u00a0\u1680\u2000-\u206f\u3000\ufeff]'),
     CHECK (coalesce(CASE action WHEN 'unmask' THEN length(token) > 0 AND tokens IS NULL
                                 ELSE token IS NULL AND tokens IS NOT NULL END, false))
 );

@@ -23,11 +23,13 @@ $$;
 -- the same login, at most 15 minutes old, and only once. A read in the request's own
 -- transaction (or a savepoint of it) is refused, so rolling back cannot erase the trail of
 -- a read. Times are clock_timestamp(), not now(): a transaction held open cannot date a
--- request earlier than it was made, nor stretch its 15 minutes.
+-- request earlier than it was made, nor stretch its 15 minutes. Each search_path names
+-- pg_temp last: otherwise a caller's temporary table named like ours would be found first
+-- (Postgres searches pg_temp first unless told where), and could stand in for the trail.
 CREATE OR REPLACE FUNCTION pii_request_unmask(p_token varchar, p_requester varchar,
                                               p_reason text)
 RETURNS bigint
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     INSERT INTO pii_vault_audit (requester, action, token, reason)
         VALUES (p_requester, 'unmask', p_token, p_reason)
         RETURNING audit_id;
@@ -36,7 +38,7 @@ $$;
 CREATE OR REPLACE FUNCTION pii_request_retokenize(p_tokens varchar[], p_requester varchar,
                                                   p_reason text)
 RETURNS bigint
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     INSERT INTO pii_vault_audit (requester, action, tokens, reason)
         VALUES (p_requester, 'retokenize', p_tokens, p_reason)
         RETURNING audit_id;
@@ -47,12 +49,14 @@ $$;
 CREATE OR REPLACE FUNCTION pii_vault_read(p_audit_id bigint)
 RETURNS TABLE (token varchar, ciphertext bytea, data_key_id varchar, wrapping_key varchar,
                wrapped_key bytea)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     request pii_vault_audit%ROWTYPE;
     read_count integer;
 BEGIN
-    SELECT * INTO request FROM pii_vault_audit a WHERE a.audit_id = p_audit_id;
+    -- FOR UPDATE: a second read of the same request, at the same time, waits for this one
+    -- and then finds it read.
+    SELECT * INTO request FROM pii_vault_audit a WHERE a.audit_id = p_audit_id FOR UPDATE;
     IF NOT FOUND OR request.db_user <> session_user THEN
         RAISE EXCEPTION 'no vault request % of this login', p_audit_id
             USING ERRCODE = 'insufficient_privilege';

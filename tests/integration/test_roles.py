@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
@@ -133,6 +134,9 @@ def test_the_audit_refuses_an_empty_reason_or_token(database_url: str, stored: V
     with pytest.raises(psycopg2.errors.CheckViolation), connection, connection.cursor() as c:
         c.execute("SELECT pii_request_unmask(%s, 'alice', ' ')", [MASKER.mask_ip("192.0.2.1")])
     for request in ["SELECT pii_request_unmask(NULL, 'alice', 'why')",
+                    "SELECT pii_request_unmask('k1:x', 'alice', E'\\t\\n')",
+                    "SELECT pii_request_unmask('k1:x', 'alice', U&'\\00a0\\200b')",
+                    "SELECT pii_request_unmask('k1:x', U&'\\feff', 'why')",
                     "SELECT pii_request_unmask('', 'alice', 'why')",
                     "SELECT pii_request_retokenize(NULL, 'alice', 'why')"]:
         with pytest.raises(psycopg2.errors.CheckViolation), connection, \
@@ -215,3 +219,58 @@ def test_schema_files_apply_twice(database_url: str) -> None:
     from login_ingest.storage import apply_schema
 
     assert apply_schema(database_url) == apply_schema(database_url)
+
+
+def test_a_temporary_table_cannot_stand_in_for_the_audit_trail(
+        login_as: object, stored: Vault, vault_db: psycopg2.extensions.cursor) -> None:
+    # Postgres searches pg_temp first unless a function's search_path puts it last: a forged
+    # "request" in a temporary pii_vault_audit would otherwise open the vault unrecorded.
+    connection = connect(login_as("pii_recovery"))  # type: ignore[operator]
+    token = MASKER.mask_ip("192.0.2.1")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE pii_vault_audit (LIKE public.pii_vault_audit)")
+        cursor.execute("SELECT pg_current_xact_id()")
+        (committed_xact,) = cursor.fetchone()  # type: ignore[misc]
+        cursor.execute(
+            "INSERT INTO pii_vault_audit (audit_id, at, db_user, requester, action, token,"
+            " reason, request_xact) VALUES (424242, clock_timestamp(), session_user, 'x',"
+            " 'unmask', %s, 'forged', %s)", [token, committed_xact])
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="no vault request"):
+            cursor.execute("SELECT * FROM pii_vault_read(424242)")
+    connection.close()
+    vault_db.execute("SELECT count(*) FROM pii_vault_audit")
+    assert vault_db.fetchone() == (0,)
+
+
+def test_two_reads_of_one_request_at_once_give_one_answer(
+        login_as: object, stored: Vault) -> None:
+    url = login_as("pii_recovery")  # type: ignore[operator]
+    first, second = psycopg2.connect(url), psycopg2.connect(url)
+    with first, first.cursor() as cursor:
+        cursor.execute("SELECT pii_request_unmask(%s, 'carol', 'race')",
+                       [MASKER.mask_ip("192.0.2.1")])
+        (audit_id,) = cursor.fetchone()  # type: ignore[misc]
+    with first.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pii_vault_read(%s)", [audit_id])
+        assert cursor.fetchone() == (1,)
+    # The second read waits for the first's transaction, then finds the request read.
+    second.autocommit = True
+    outcome: list[BaseException | tuple[int]] = []
+
+    def read_again() -> None:
+        try:
+            with second.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pii_vault_read(%s)", [audit_id])
+                outcome.append(cursor.fetchone())  # type: ignore[arg-type]
+        except psycopg2.Error as error:
+            outcome.append(error)
+
+    waiting = threading.Thread(target=read_again)
+    waiting.start()
+    time.sleep(0.5)
+    assert not outcome, "the second read should wait for the first's commit"
+    first.commit()
+    waiting.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], psycopg2.errors.InsufficientPrivilege)
+    first.close()
+    second.close()
