@@ -237,6 +237,8 @@ def test_a_temporary_table_cannot_stand_in_for_the_audit_trail(
             " 'unmask', %s, 'forged', %s)", [token, committed_xact])
         with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="no vault request"):
             cursor.execute("SELECT * FROM pii_vault_read(424242)")
+        # Dropped here: a closing session removes it only after the role is to be dropped.
+        cursor.execute("DROP TABLE pg_temp.pii_vault_audit")
     connection.close()
     vault_db.execute("SELECT count(*) FROM pii_vault_audit")
     assert vault_db.fetchone() == (0,)
