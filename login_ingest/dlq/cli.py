@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -84,6 +85,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def printable(text: str) -> str:
+    """`text` with control and format characters (escape sequences, bidi overrides,
+    zero-width marks) shown as escapes: a body must not repaint the operator's terminal."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") else char
+        for char in text)
+
+
 def ranged(low: int, high: int) -> Any:
     def parse(text: str) -> int:
         value = int(text)
@@ -108,11 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return redrive(sqs, dlq_url, args)
     except (ClientError, BotoCoreError, LookupError, RuntimeError, ValueError,
             psycopg2.Error) as error:
-        print(f"error: {type(error).__name__}: {without_passwords(str(error))}".rstrip(),
+        # One line: the first of the message (an emulator may answer with a whole HTML page).
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        print(f"error: {type(error).__name__}: {without_passwords(first_line)}".rstrip(),
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; every message looked at is visible again", file=sys.stderr)
+        print("interrupted; the messages held were made visible again (a receive cut short "
+              "may leave up to ten hidden for --hide-seconds)", file=sys.stderr)
         return 130
 
 
@@ -136,7 +149,7 @@ def inspect(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
         if args.show_body:
             print("\nbodies (personal data: do not paste them anywhere):")
             for message in held.messages:
-                print(f"{message.message_id}  {message.body}")
+                print(f"{message.message_id}  {printable(message.body)}")
         print_summary(held)
     return 0
 
@@ -178,7 +191,7 @@ def redrive(sqs: Any, dlq_url: str, args: argparse.Namespace) -> int:
             if args.all and not (args.by_message or args.database_url):
                 print("without --dry-run, --all starts SQS's message-move task where the "
                       "endpoint has one: copies are then dated by the move (see --by-message)")
-            return 0
+            return 1 if set(args.id or ()) - {m.message_id for m in held.messages} else 0
         bar = progress_bar(len(chosen), "moving")
         try:
             report = move_messages(sqs, held, chosen, dlq_url, source_url, bar.update)
@@ -271,6 +284,9 @@ def print_moves(report: MoveReport, chosen: int, seen: int, source_url: str,
     if report.stopped_by is not None:
         print(f"stopped by {type(report.stopped_by).__name__}; the messages not moved are "
               "still in the dead-letter queue", file=sys.stderr)
+    for message_id in report.undated:
+        print(f"copied without its first sending's time (it had SQS's ten message attributes "
+              f"already), so dated by this redrive: {message_id}", file=sys.stderr)
     for message_id in report.in_doubt:
         print(f"in hand when stopped, may now be in both queues: {message_id}",
               file=sys.stderr)

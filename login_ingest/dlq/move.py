@@ -25,20 +25,33 @@ class MoveReport:
     not_sent: dict[str, str] = field(default_factory=dict)  # message id -> SQS's error code
     copied_not_deleted: list[str] = field(default_factory=list)
     in_doubt: list[str] = field(default_factory=list)
+    # Sent without original_sent_timestamp: the message had SQS's ten attributes already.
+    undated: list[str] = field(default_factory=list)
     stopped_by: BaseException | None = None
+
+
+# What an endpoint answers to StartMessageMoveTask when it has no task to offer this caller.
+_NO_MOVE_TASK = {"UnsupportedOperation", "InvalidAction", "NotImplemented",
+                 "AccessDenied", "AccessDeniedException", "InvalidClientTokenId"}
 
 
 def move_task(sqs: Any, dlq_arn: str, source_arn: str, progress: Progress,
               poll_seconds: float = 2.0) -> MoveReport | None:
     """Redrive the whole queue with SQS's own message-move task, waiting for it to finish.
 
-    Returns None when the endpoint offers no such task (moto, some emulators, a role without
-    sqs:StartMessageMoveTask), so that the caller moves the messages itself.
+    Returns None when the endpoint offers no such task (moto, some emulators, a role
+    without sqs:StartMessageMoveTask), so that the caller moves the messages itself. A start
+    that fails otherwise (a timeout, a server error) may still have started a task: moving
+    the messages beside it would copy them twice, so the task list decides.
     """
+    started_at = time.time() * 1000
     try:
         sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=source_arn)
-    except (ClientError, BotoCoreError):
-        return None
+    except (ClientError, BotoCoreError) as error:
+        code = error.response.get("Error", {}).get("Code") if isinstance(
+            error, ClientError) else None
+        if code in _NO_MOVE_TASK or not _task_started_since(sqs, dlq_arn, started_at):
+            return None
     moved = 0
     while True:
         time.sleep(poll_seconds)
@@ -52,6 +65,15 @@ def move_task(sqs: Any, dlq_arn: str, source_arn: str, progress: Progress,
         raise RuntimeError(f"the message-move task ended {task['Status']}: "
                            f"{task.get('FailureReason', 'no reason given')}")
     return MoveReport(moved=moved)
+
+
+def _task_started_since(sqs: Any, dlq_arn: str, started_at: float) -> bool:
+    try:
+        tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=1)["Results"]
+    except (ClientError, BotoCoreError):
+        return False  # no task list either: no task was started
+    # A task of ours, not an earlier one; the server's clock may differ by a little.
+    return any(task.get("StartedTimestamp", 0) >= started_at - 60_000 for task in tasks)
 
 
 def move_messages(sqs: Any, held: Held, chosen: Sequence[DeadLetter], dlq_url: str,
@@ -71,6 +93,10 @@ def move_messages(sqs: Any, held: Held, chosen: Sequence[DeadLetter], dlq_url: s
         for start in range(0, len(chosen), 10):
             chunk = {str(i): message for i, message in enumerate(chosen[start:start + 10])}
             copied = _send(sqs, source_url, chunk, report)
+            report.undated += [message.message_id for message in copied
+                               if message.sent_timestamp
+                               and ORIGINAL_SENT_TIMESTAMP not in message.message_attributes
+                               and len(message.message_attributes) >= 10]
             deleted = _delete(sqs, dlq_url, copied) if copied else set()
             for message in copied:
                 if message.message_id in deleted:

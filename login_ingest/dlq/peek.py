@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,8 +125,26 @@ def peek(sqs: Any, queue_url: str, *, limit: int = 10_000, hide_seconds: int = 3
         outcome.limit_reached = len(held) >= limit
         yield outcome
     finally:
-        _make_visible(sqs, queue_url, [message for message in held.values()
-                                        if message.message_id not in outcome.released])
+        with _ctrl_c_deferred():
+            _make_visible(sqs, queue_url, [message for message in held.values()
+                                            if message.message_id not in outcome.released])
+
+
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends: an impatient second Ctrl-C must not leave the
+    messages hidden that are being handed back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def _sent_order(message: DeadLetter) -> tuple[float, str]:

@@ -69,7 +69,8 @@ def _add_message_move_tasks() -> None:
     body and attributes, before it answers, and is then listed as COMPLETED.
 
     AWS runs the task in the background; one finished at once is one the caller polls once.
-    Each copy is sent before its original is removed, and gets a new messageId, as in AWS.
+    Each copy is sent before its original is removed, and gets a new messageId, as in AWS;
+    a copy the destination refuses ends the task FAILED there.
     """
     import uuid
 
@@ -88,18 +89,28 @@ def _add_message_move_tasks() -> None:
         destination = queue_named_by_arn(self.sqs_backend, destination_arn)
         with source._messages_lock:
             moving = [m for m in source._messages if m.visible and not m.delayed]
+        moved = 0
+        failure = None
         for message in moving:
-            self.sqs_backend.send_message(destination.name, message.body,
-                                          message_attributes=message.message_attributes)
-        moved = {id(message) for message in moving}
-        with source._messages_lock:
-            source._messages = [m for m in source._messages if id(m) not in moved]
+            # One at a time, as the real task: a message the destination refuses (too large,
+            # say) ends the task FAILED, with what was moved before it gone from the source.
+            try:
+                self.sqs_backend.send_message(destination.name, message.body,
+                                              message_attributes=message.message_attributes)
+            except Exception as error:
+                failure = f"{type(error).__name__}: {error}"
+                break
+            with source._messages_lock:
+                source._messages = [m for m in source._messages if m is not message]
+            moved += 1
         handle = str(uuid.uuid4())
         tasks.setdefault(source_arn, []).insert(0, {
-            "TaskHandle": handle, "Status": "COMPLETED", "SourceArn": source_arn,
-            "DestinationArn": destination_arn, "ApproximateNumberOfMessagesMoved": len(moving),
+            "TaskHandle": handle, "Status": "FAILED" if failure else "COMPLETED",
+            "SourceArn": source_arn, "DestinationArn": destination_arn,
+            "ApproximateNumberOfMessagesMoved": moved,
             "ApproximateNumberOfMessagesToMove": len(moving),
-            "StartedTimestamp": int(time.time() * 1000)})
+            "StartedTimestamp": int(time.time() * 1000),
+            **({"FailureReason": failure} if failure else {})})
         return ActionResult({"TaskHandle": handle})
 
     def list_message_move_tasks(self: Any) -> Any:

@@ -474,5 +474,101 @@ def test_ctrl_c_while_looking_is_one_line_and_hands_every_message_back(
 
     monkeypatch.setattr(boto3, "client", lambda *a, **k: InterruptedReceive(stack.sqs))
     assert main(stack.args("inspect")) == 130
-    assert capsys.readouterr().err == "interrupted; every message looked at is visible again\n"
+    assert capsys.readouterr().err.startswith("interrupted; the messages held were made visible")
     assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+
+
+def test_a_move_task_that_fails_midway_is_not_moved_again_beside_it(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The task stops at the body the source queue refuses; what it moved before is gone from
+    # the dead-letter queue. A fallback that moved everything again would copy those twice.
+    stack.sqs.set_queue_attributes(QueueUrl=stack.queues.url,
+                                   Attributes={"MaximumMessageSize": "1024"})
+    big = stack.sqs.send_message(QueueUrl=stack.queues.dlq_url,
+                                 MessageBody='{"user_id": "' + "u" * 2000 + '"}')["MessageId"]
+    assert main([*stack.args("redrive"), "--all"]) == 2
+    assert "the message-move task ended FAILED" in capsys.readouterr().err
+    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(BODIES)
+    assert [m["MessageId"] for m in drain(stack.sqs, stack.queues.dlq_url)] == [big]
+
+
+class MoveTaskAnswers500:
+    """An emulator without the task that answers its start with a server error, as plain
+    moto does, and has no task list either."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def start_message_move_task(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "500", "Message": "<html>"}},
+                          "StartMessageMoveTask")
+
+    def list_message_move_tasks(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "500", "Message": "<html>"}},
+                          "ListMessageMoveTasks")
+
+
+def test_a_server_error_without_a_task_list_falls_back_once(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parse_args([*stack.args("redrive"), "--all"])
+    assert redrive(MoveTaskAnswers500(stack.sqs), stack.queues.dlq_url, args) == 0
+    assert "no message-move task" in capsys.readouterr().err
+    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(BODIES)
+    assert counts(stack.sqs, stack.queues.dlq_url) == (0, 0)
+
+
+def test_ctrl_c_while_handing_back_waits_until_every_message_is_back(stack: Stack) -> None:
+    import os
+    import signal
+
+    class CtrlCDuringHandBack:
+        def __init__(self, sqs: Any) -> None:
+            self._sqs = sqs
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._sqs, name)
+
+        def change_message_visibility_batch(self, **kwargs: Any) -> Any:
+            os.kill(os.getpid(), signal.SIGINT)  # pressed while the first ten go back
+            return self._sqs.change_message_visibility_batch(**kwargs)
+
+    with pytest.raises(KeyboardInterrupt), peek(CtrlCDuringHandBack(stack.sqs),
+                                                stack.queues.dlq_url) as held:
+        assert len(held.messages) == 6
+    assert counts(stack.sqs, stack.queues.dlq_url) == (6, 0)
+
+
+def test_shown_bodies_cannot_repaint_the_terminal(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.sqs.send_message(QueueUrl=stack.queues.dlq_url,
+                           MessageBody="\x1b[2J\x1b[31mfake row\r\n\u202e\u200b")
+    assert main([*stack.args("inspect"), "--show-body"]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b[2J\\x1b[31mfake row\\r\\n\\u202e\\u200b" in out
+    assert not any(char in out for char in "\x1b\r\u202e\u200b")
+
+
+def test_a_dry_run_names_an_unknown_id_and_says_so_in_its_status(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*stack.args("redrive"), "--id", "no-such-id", "--dry-run"]) == 1
+    assert "not in the dead-letter queue: no-such-id" in capsys.readouterr().err
+
+
+def test_a_copy_that_cannot_keep_its_date_is_named(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = stack.sqs.send_message(
+        QueueUrl=stack.queues.dlq_url, MessageBody='{"user_id": "u-10"}',
+        MessageAttributes={f"a{i}": {"DataType": "String", "StringValue": "x"}
+                           for i in range(10)})["MessageId"]
+    assert main([*stack.args("redrive"), "--id", full]) == 0
+    assert f"so dated by this redrive: {full}" in capsys.readouterr().err
+    (copy,) = drain(stack.sqs, stack.queues.url)
+    assert ORIGINAL_SENT_TIMESTAMP not in copy["MessageAttributes"]
