@@ -120,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             psycopg2.Error) as error:
         # One line: the first of the message (an emulator may answer with a whole HTML page).
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        print(f"error: {type(error).__name__}: {without_passwords(first_line)}".rstrip(),
+        # Escaped too: an error may quote a message attribute's name or a queue's answer.
+        message = printable(without_passwords(first_line))
+        print(f"error: {type(error).__name__}: {message}".rstrip(),
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
