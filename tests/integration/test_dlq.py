@@ -185,15 +185,19 @@ def test_redrive_all_by_message(stack: Stack, capsys: pytest.CaptureFixture[str]
     assert all(ORIGINAL_SENT_TIMESTAMP in m["MessageAttributes"] for m in moved)
 
 
-class NoMoveTask:
-    """The real client of an endpoint without the message-move task (moto itself, some
-    emulators, or a role without sqs:StartMessageMoveTask)."""
+class RealClient:
+    """The real SQS client; a subclass replaces the calls a test makes go wrong."""
 
     def __init__(self, sqs: Any) -> None:
         self._sqs = sqs
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sqs, name)
+
+
+class NoMoveTask(RealClient):
+    """The real client of an endpoint without the message-move task (moto itself, some
+    emulators, or a role without sqs:StartMessageMoveTask)."""
 
     def start_message_move_task(self, **kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": "UnsupportedOperation", "Message": "no"}},
@@ -212,15 +216,12 @@ def test_redrive_all_falls_back_to_moving_message_by_message(
     assert counts(stack.sqs, stack.queues.dlq_url) == (0, 0)
 
 
-class DeleteFails:
+class DeleteFails(RealClient):
     """The real client, except that deleting from the dead-letter queue fails as told."""
 
     def __init__(self, sqs: Any, error: Exception) -> None:
-        self._sqs = sqs
+        super().__init__(sqs)
         self._error = error
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sqs, name)
 
     def delete_message_batch(self, **kwargs: Any) -> Any:
         raise self._error
@@ -355,15 +356,12 @@ def test_messages_in_flight_are_reported_and_looks_always_end(
         assert held.hiding_ran_out  # and inspect and redrive say so
 
 
-class SlowReceive:
+class SlowReceive(RealClient):
     """The real client, with each receive coming later than the one-second hiding."""
 
     def __init__(self, sqs: Any) -> None:
-        self._sqs = sqs
+        super().__init__(sqs)
         self.receives = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sqs, name)
 
     def receive_message(self, **kwargs: Any) -> Any:
         self.receives += 1
@@ -450,15 +448,12 @@ def test_a_dead_letter_queue_with_two_sources_says_where_messages_go(
     assert [m["Body"] for m in drain(stack.sqs, second)] == [BODIES[1]]
 
 
-class InterruptedReceive:
+class InterruptedReceive(RealClient):
     """The real client, with Ctrl-C arriving during the second receive."""
 
     def __init__(self, sqs: Any) -> None:
-        self._sqs = sqs
+        super().__init__(sqs)
         self.receives = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sqs, name)
 
     def receive_message(self, **kwargs: Any) -> Any:
         self.receives += 1
@@ -493,15 +488,9 @@ def test_a_move_task_that_fails_midway_is_not_moved_again_beside_it(
     assert [m["MessageId"] for m in drain(stack.sqs, stack.queues.dlq_url)] == [big]
 
 
-class MoveTaskAnswers500:
+class MoveTaskAnswers500(RealClient):
     """An emulator without the task that answers its start with a server error, as plain
     moto does, and has no task list either."""
-
-    def __init__(self, sqs: Any) -> None:
-        self._sqs = sqs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sqs, name)
 
     def start_message_move_task(self, **kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": "500", "Message": "<html>"}},
@@ -526,13 +515,7 @@ def test_ctrl_c_while_handing_back_waits_until_every_message_is_back(stack: Stac
     import os
     import signal
 
-    class CtrlCDuringHandBack:
-        def __init__(self, sqs: Any) -> None:
-            self._sqs = sqs
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._sqs, name)
-
+    class CtrlCDuringHandBack(RealClient):
         def change_message_visibility_batch(self, **kwargs: Any) -> Any:
             os.kill(os.getpid(), signal.SIGINT)  # pressed while the first ten go back
             return self._sqs.change_message_visibility_batch(**kwargs)
