@@ -204,11 +204,26 @@ class NoMoveTask(RealClient):
                           "StartMessageMoveTask")
 
 
+class MoveTaskAnswers500(RealClient):
+    """An emulator without the task that answers its start with a server error, as plain
+    moto does, and has no task list either."""
+
+    def start_message_move_task(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "500", "Message": "<html>"}},
+                          "StartMessageMoveTask")
+
+    def list_message_move_tasks(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "500", "Message": "<html>"}},
+                          "ListMessageMoveTasks")
+
+
+@pytest.mark.parametrize("endpoint", [NoMoveTask, MoveTaskAnswers500])
 def test_redrive_all_falls_back_to_moving_message_by_message(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: Stack, capsys: pytest.CaptureFixture[str], endpoint: type[RealClient]
 ) -> None:
+    # Once, and only where no task was started: a server error is checked against the list.
     args = parse_args([*stack.args("redrive"), "--all"])
-    assert redrive(NoMoveTask(stack.sqs), stack.queues.dlq_url, args) == 0
+    assert redrive(endpoint(stack.sqs), stack.queues.dlq_url, args) == 0
     captured = capsys.readouterr()
     assert "no message-move task" in captured.err
     assert "moved 6 of 6 chosen messages" in captured.out
@@ -486,29 +501,6 @@ def test_a_move_task_that_fails_midway_is_not_moved_again_beside_it(
     assert "the message-move task ended FAILED" in capsys.readouterr().err
     assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(BODIES)
     assert [m["MessageId"] for m in drain(stack.sqs, stack.queues.dlq_url)] == [big]
-
-
-class MoveTaskAnswers500(RealClient):
-    """An emulator without the task that answers its start with a server error, as plain
-    moto does, and has no task list either."""
-
-    def start_message_move_task(self, **kwargs: Any) -> Any:
-        raise ClientError({"Error": {"Code": "500", "Message": "<html>"}},
-                          "StartMessageMoveTask")
-
-    def list_message_move_tasks(self, **kwargs: Any) -> Any:
-        raise ClientError({"Error": {"Code": "500", "Message": "<html>"}},
-                          "ListMessageMoveTasks")
-
-
-def test_a_server_error_without_a_task_list_falls_back_once(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = parse_args([*stack.args("redrive"), "--all"])
-    assert redrive(MoveTaskAnswers500(stack.sqs), stack.queues.dlq_url, args) == 0
-    assert "no message-move task" in capsys.readouterr().err
-    assert sorted(m["Body"] for m in drain(stack.sqs, stack.queues.url)) == sorted(BODIES)
-    assert counts(stack.sqs, stack.queues.dlq_url) == (0, 0)
 
 
 def test_ctrl_c_while_handing_back_waits_until_every_message_is_back(stack: Stack) -> None:

@@ -46,6 +46,13 @@ def table(db: psycopg2.extensions.cursor) -> list[tuple[str, str, str]]:
     return db.fetchall()
 
 
+def command_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+    """What the recovery commands read: the database, the rotated keyring, the vault key."""
+    for name, value in {"DATABASE_URL": database_url, "MASKING_KEY": ROTATED,
+                        "VAULT_LOCAL_KEY": LOCAL_KEY}.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def rotated(database_url: str, vault_db: psycopg2.extensions.cursor) -> Vault:
     """10 rows stored under k1 with the vault on, 2 from before it, 3 already under k2."""
@@ -115,9 +122,7 @@ def test_retokenize_moves_every_recoverable_row_to_the_current_key(
 def test_cli_unmask_prints_only_the_original(
         database_url: str, vault_db: psycopg2.extensions.cursor, rotated: Vault,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in {"DATABASE_URL": database_url, "MASKING_KEY": ROTATED,
-                        "VAULT_LOCAL_KEY": LOCAL_KEY}.items():
-        monkeypatch.setenv(name, value)
+    command_env(monkeypatch, database_url)
     monkeypatch.delenv("VAULT_KMS_KEY_ID", raising=False)
     token = OLD.mask_device_id("dev-7")
 
@@ -139,9 +144,7 @@ def test_cli_unmask_prints_only_the_original(
 def test_cli_retokenize_dry_run_then_for_real(
         database_url: str, vault_db: psycopg2.extensions.cursor, rotated: Vault,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in {"DATABASE_URL": database_url, "MASKING_KEY": ROTATED,
-                        "VAULT_LOCAL_KEY": LOCAL_KEY}.items():
-        monkeypatch.setenv(name, value)
+    command_env(monkeypatch, database_url)
     before = table(vault_db)
 
     assert main(["retokenize", "--dry-run", "--batch-size", "5"]) == 0
@@ -192,9 +195,7 @@ def test_cli_says_why_it_cannot_connect(monkeypatch: pytest.MonkeyPatch,
     from login_ingest.local.postgres import free_port
 
     port = free_port()
-    for name, value in {"DATABASE_URL": f"postgresql://carol:secret@127.0.0.1:{port}/x",
-                        "MASKING_KEY": ROTATED, "VAULT_LOCAL_KEY": LOCAL_KEY}.items():
-        monkeypatch.setenv(name, value)
+    command_env(monkeypatch, f"postgresql://carol:secret@127.0.0.1:{port}/x")
     assert main(["unmask", "k1:x", "--reason", "fraud case"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: OperationalError: connection to server at")
@@ -203,9 +204,7 @@ def test_cli_says_why_it_cannot_connect(monkeypatch: pytest.MonkeyPatch,
 
 def test_cli_never_prints_a_password_from_a_broken_url(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in {"DATABASE_URL": "postgresql://carol:SECRETPW@[::1/postgres",
-                        "MASKING_KEY": ROTATED, "VAULT_LOCAL_KEY": LOCAL_KEY}.items():
-        monkeypatch.setenv(name, value)
+    command_env(monkeypatch, "postgresql://carol:SECRETPW@[::1/postgres")
     assert main(["unmask", "k1:x", "--reason", "fraud case"]) == 2
     err = capsys.readouterr().err
     assert "SECRETPW" not in err and "carol:***@" in err
